@@ -1,0 +1,88 @@
+"""Device resolution and model hygiene shared by every tensor path."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from .errors import ProbeError
+
+
+def resolve_device(device: str | torch.device | None = None, model: object | None = None) -> torch.device:
+    """Return the device to compute on.
+
+    ``device=None`` means the device of the model's first parameter when the model
+    has parameters, else CUDA when available, else CPU.
+    """
+    if device is not None:
+        return torch.device(device)
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def model_hygiene(model: object, device: torch.device | None = None) -> Iterator[object]:
+    """Put a model in eval mode without parameter gradients, on ``device``; restore all on exit.
+
+    Restores the training flag of every sub-module, the ``requires_grad`` flag of every
+    parameter and the device the parameters were on, so the caller gets the model back as
+    it was (tangermeme's and foolbox's habit).
+    """
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    original = next(iter(model.parameters()), None)
+    original_device = original.device if original is not None else None
+    try:
+        if device is not None and original_device is not None and original_device != device:
+            model.to(device)
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        if device is not None and original_device is not None and original_device != device:
+            model.to(original_device)
+
+
+def as_input(x: object, *, name: str = "x", device: torch.device | None = None) -> torch.Tensor:
+    """Convert ``x`` to a floating tensor (a copy, never the caller's storage) and check it.
+
+    Raises
+    ------
+    ProbeError
+        If ``x`` is empty, has no batch dimension or holds NaN/inf (naming the first bad index).
+    """
+    t = torch.as_tensor(x)
+    if not torch.is_floating_point(t):
+        t = t.to(torch.get_default_dtype())
+    t = t.detach().to(device=device).clone()
+    if t.dim() < 1 or t.shape[0] == 0:
+        raise ProbeError(f"{name} must have a leading batch dimension with at least one input, "
+                         f"got shape {tuple(t.shape)}")
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise ProbeError(f"{name} holds a non-finite value {t[idx].item()} at index {idx}")
+    return t
+
+
+def batches(n: int, batch_size: int | None) -> Iterator[slice]:
+    """Slices covering ``range(n)`` in order, ``batch_size`` at a time (all at once if None)."""
+    if batch_size is not None and batch_size <= 0:
+        raise ProbeError(f"batch_size must be a positive integer, got {batch_size}")
+    step = n if batch_size is None else batch_size
+    for start in range(0, n, max(step, 1)):
+        yield slice(start, min(start + step, n))

@@ -1,0 +1,111 @@
+"""Projected gradient descent (Madry et al., 2018) in L-inf, L2 and L1 balls."""
+
+from __future__ import annotations
+
+import torch
+
+from ..criteria import Criterion
+from ..errors import ProbeError
+from ..norms import check_norm, project_ball, sample_ball, steepest_direction
+from ..spaces import Space
+from .base import Attack, Forward, check_eps, loss_and_grad
+
+__all__ = ["PGD"]
+
+
+class PGD(Attack):
+    r"""Fixed-budget projected gradient ascent on the criterion's margin loss.
+
+    Iterates :math:`x_{t+1} = \Pi_{B_p(x_0, \epsilon) \cap S}(x_t + \alpha\, d_p(\nabla_x L(x_t)))`
+    where :math:`d_p` is the steepest-ascent direction of the norm (``sign`` for L-inf,
+    the normalised gradient for L2, the sparse L1 direction of Tramer & Boneh 2019 for
+    L1) and :math:`\Pi` projects onto the ball, then into the space ``S``. Keeps, per
+    input, the first point that satisfies the criterion, else the point of highest
+    loss over all steps and restarts (Madry et al., "Towards Deep Learning Models
+    Resistant to Adversarial Attacks", ICLR 2018).
+
+    Parameters
+    ----------
+    eps : float or torch.Tensor of shape (N,)
+        Budget: radius of the ball (one per input if a tensor).
+    norm : {"linf", "l2", "l1"}, default "linf"
+    steps : int, default 10
+    step_size : float, optional
+        Default ``2.5 * eps / steps`` (Madry et al.).
+    restarts : int, default 1
+        Independent runs; the first uses the random start too if ``random_start``.
+    random_start : bool, default True
+        Start uniformly inside the ball.
+    sparsity : float, default 0.99
+        L1 only: quantile of |gradient| above which coordinates move.
+    seed : int, default 0
+        Seed of the random starts.
+    """
+
+    name = "pgd"
+
+    def __init__(self, *, eps: float | torch.Tensor, norm: str = "linf", steps: int = 10,
+                 step_size: float | None = None, restarts: int = 1, random_start: bool = True,
+                 sparsity: float = 0.99, seed: int = 0):
+        self.eps = eps
+        self.norm = norm
+        self.steps = steps
+        self.step_size = step_size
+        self.restarts = restarts
+        self.random_start = random_start
+        self.sparsity = sparsity
+        self.seed = seed
+
+    def _checked(self) -> tuple[str, float | torch.Tensor]:
+        norm = check_norm(self.norm)
+        if int(self.steps) < 1 or int(self.restarts) < 1:
+            raise ProbeError(f"PGD needs steps >= 1 and restarts >= 1, got steps={self.steps}, "
+                             f"restarts={self.restarts}")
+        if self.step_size is not None:
+            check_eps(self.step_size, "step_size")
+        return norm, check_eps(self.eps)
+
+    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        norm, eps = self._checked()
+        n = x.shape[0]
+        eps_vec = eps if torch.is_tensor(eps) else torch.full((n,), eps)
+        if eps_vec.shape[0] != n:
+            raise ProbeError(f"eps has {eps_vec.shape[0]} entries for {n} inputs")
+        out = {"eps": eps_vec}
+        if self.random_start:
+            unit = sample_ball((n * self.restarts,) + tuple(x.shape[1:]), 1.0, norm, generator, dtype=x.dtype)
+            out["noise"] = unit.view((self.restarts, n) + tuple(x.shape[1:])).transpose(0, 1)
+        return out
+
+    def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor, space: Space,
+            eps: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        norm = check_norm(self.norm)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        e = eps.to(x).view(shape)
+        alpha = e * 2.5 / self.steps if self.step_size is None else torch.full_like(e, float(self.step_size))
+        best = x.clone()
+        best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+        def keep(xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
+            better = ~found & (ok | (loss > best_loss))
+            best[better] = xa[better]
+            best_loss[better] = loss[better]
+            found.logical_or_(ok)
+
+        for r in range(int(self.restarts)):
+            start = noise[:, r] * e if noise is not None else torch.zeros_like(x)
+            xa = space.project(x, x + project_ball(start, eps.to(x), norm))
+            for _ in range(int(self.steps)):
+                loss, grad, out = loss_and_grad(f, xa, criterion, reference)
+                keep(xa, loss, criterion.satisfied(out, reference))
+                if found.all():
+                    return best
+                step = xa + alpha * steepest_direction(grad, norm, self.sparsity)
+                xa = space.project(x, x + project_ball(step - x, eps.to(x), norm))
+            with torch.no_grad():
+                out = f(xa)
+            keep(xa, criterion.loss(out, reference), criterion.satisfied(out, reference))
+            if found.all():
+                break
+        return best

@@ -1,0 +1,129 @@
+"""The ``probe`` command.
+
+Domain sub-commands plug in through the entry-point group ``probe.commands``: each
+entry point names a :class:`Command`. ``probe demo`` runs every registered domain's
+default job (and the core demonstration) into one output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .errors import ProbeError
+
+__all__ = ["Command", "main", "discover", "write_summary"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``probe`` sub-command.
+
+    Attributes
+    ----------
+    name : str
+        Sub-command name (``probe NAME``).
+    help : str
+        One line for ``probe --help``.
+    add_arguments : callable(argparse.ArgumentParser) -> None
+        Declares the sub-command's options (``--out`` and ``--quick`` are added for it).
+    run : callable(argparse.Namespace) -> dict
+        Does the work, writes into ``args.out`` and returns the summary (also written
+        as ``summary.json``).
+    """
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], dict]
+
+
+def write_summary(out: Path, summary: dict) -> Path:
+    """Write ``summary.json`` into ``out`` (created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return path
+
+
+def discover() -> dict[str, Command]:
+    """Commands registered under the ``probe.commands`` entry-point group (plus the core one)."""
+    from .demo import CORE_COMMAND
+
+    found = {CORE_COMMAND.name: CORE_COMMAND}
+    for ep in entry_points(group="probe.commands"):
+        try:
+            cmd = ep.load()
+        except ImportError as err:  # a domain whose extra is not installed
+            warnings.warn(f"probe command {ep.name!r} is unavailable: {err}", stacklevel=2)
+            continue
+        if not isinstance(cmd, Command):
+            warnings.warn(f"entry point {ep.name!r} is not a probe.cli.Command; skipped", stacklevel=2)
+            continue
+        found[cmd.name] = cmd
+    return found
+
+
+def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="probe", description="Adversarial machine learning as a scientific "
+                                "instrument: minimal perturbations, certified bounds and sensitivity maps.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser("demo", help="run every domain's default job on shipped data into one folder")
+    demo.add_argument("--out", type=Path, default=Path("probe-out"), help="output folder (default probe-out)")
+    demo.add_argument("--quick", action="store_true", help="small settings (seconds, for tests)")
+    demo.add_argument("--only", nargs="*", default=None, help="run only these commands")
+    for name, cmd in commands.items():
+        sp = sub.add_parser(name, help=cmd.help)
+        sp.add_argument("--out", type=Path, default=Path("probe-out") / name, help="output folder")
+        sp.add_argument("--quick", action="store_true", help="small settings (seconds, for tests)")
+        cmd.add_arguments(sp)
+    return p
+
+
+def _run_one(cmd: Command, args: argparse.Namespace) -> dict:
+    t0 = time.perf_counter()
+    summary = dict(cmd.run(args))
+    summary.setdefault("seconds", round(time.perf_counter() - t0, 2))
+    write_summary(Path(args.out), summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    commands = discover()
+    parser = _parser(commands)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "demo":
+            chosen = args.only or list(commands)
+            unknown = [c for c in chosen if c not in commands]
+            if unknown:
+                raise ProbeError(f"unknown command(s) {unknown}; available: {sorted(commands)}")
+            results = {}
+            for name in chosen:
+                flags = ["--quick"] if args.quick else []
+                sub_args = parser.parse_args([name, "--out", str(args.out / name), *flags])
+                print(f"[probe demo] {name} ...", file=sys.stderr, flush=True)
+                results[name] = _run_one(commands[name], sub_args)
+            write_summary(args.out, {"commands": results})
+            print(f"[probe demo] wrote {args.out}/summary.json", file=sys.stderr)
+        else:
+            _run_one(commands[args.command], args)
+            print(f"[probe {args.command}] wrote {args.out}/summary.json", file=sys.stderr)
+    except ProbeError as err:
+        print(f"probe: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

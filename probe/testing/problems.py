@@ -1,0 +1,69 @@
+"""Affine models whose minimal perturbations are known in closed form."""
+
+from __future__ import annotations
+
+import torch
+
+from ..norms import check_norm, dual
+
+__all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance"]
+
+
+class AffineClassifier(torch.nn.Module):
+    """Logits ``z = W x + b`` on flattened inputs.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, shape (C, D)
+    bias : torch.Tensor, shape (C,)
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    @classmethod
+    def random(cls, n_features: int = 10, n_classes: int = 3, seed: int = 0) -> AffineClassifier:
+        g = torch.Generator().manual_seed(seed)
+        return cls(torch.randn(n_classes, n_features, generator=g), torch.randn(n_classes, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+class AffineRegressor(AffineClassifier):
+    """Outputs ``y = W x + b`` (one column per row of ``W``)."""
+
+
+def affine_margin(model: AffineClassifier, x: torch.Tensor, norm: str, labels: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+    r"""Exact minimal L-p distance to misclassification for an affine classifier (no box).
+
+    :math:`\min_{j \ne y} (z_y - z_j) / \lVert w_y - w_j \rVert_q` with ``q`` the dual norm;
+    0 where the input is already misclassified.
+    """
+    q = dual(check_norm(norm))
+    with torch.no_grad():
+        W, b = model.linear.weight, model.linear.bias
+        z = x.flatten(1) @ W.T + b
+        y = z.argmax(1) if labels is None else labels
+        diff_w = W[y][:, None, :] - W[None, :, :]           # (N, C, D)
+        diff_z = z.gather(1, y[:, None]) - z                # (N, C)
+        p = {"l1": 1, "l2": 2, "linf": float("inf")}[q]
+        dn = diff_w.norm(p=p, dim=2)
+        ratio = (diff_z / dn.clamp(min=1e-30)).clamp(min=0)
+        ratio[torch.arange(len(y)), y] = float("inf")
+        return ratio.amin(1)
+
+
+def affine_threshold_distance(model: AffineRegressor, x: torch.Tensor, value: float, norm: str, output: int = 0
+                              ) -> torch.Tensor:
+    """Exact minimal L-p distance that brings output ``output`` of an affine regressor to ``value``."""
+    q = {"l1": 1, "l2": 2, "linf": float("inf")}[dual(check_norm(norm))]
+    with torch.no_grad():
+        w, b = model.linear.weight[output], model.linear.bias[output]
+        y = x.flatten(1) @ w + b
+        return (y - value).abs() / w.norm(p=q)
