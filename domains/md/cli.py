@@ -1,0 +1,149 @@
+"""``probe md``: on-the-fly MD of a small molecule, two triggers side by side."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+from probe.cli import Command
+
+__all__ = ["COMMAND"]
+
+
+def markdown_table(table: object) -> str:
+    """A pandas DataFrame as a GitHub markdown table (4 significant digits)."""
+    cols = [table.index.name or ""] + list(table.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for idx, row in table.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    from .onthefly import SYSTEMS
+
+    p.add_argument("--system", choices=sorted(SYSTEMS), default=None,
+                   help="starting structure (default: ethanol; cu13 with --quick)")
+    p.add_argument("--oracle", choices=["tblite", "emt", "pyscf"], default=None,
+                   help="reference calculator (default: tblite GFN2-xTB; emt with --quick or when tblite is missing)")
+    p.add_argument("--steps", type=int, default=None, help="MD steps per trigger (default 300; 40 with --quick)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--integrator", choices=["verlet", "langevin"], default="verlet")
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="energy-rate trigger: accumulated sigma(dE/dt) dt in eV (default 0.05)")
+    p.add_argument("--trust-lo", type=float, default=None, help="max-force-deviation trust_lo, eV/A")
+    p.add_argument("--trust-hi", type=float, default=None, help="max-force-deviation trust_hi, eV/A")
+    p.add_argument("--device", default=None, help="torch device of the committee (default: CUDA if available)")
+
+
+def _oracle(args: argparse.Namespace) -> str:
+    if args.oracle is not None:
+        return args.oracle
+    if args.quick:
+        return "emt"
+    try:
+        import tblite.ase  # noqa: F401
+    except ImportError as err:
+        warnings.warn(f"tblite is unavailable ({err}); falling back to the EMT oracle", stacklevel=2)
+        return "emt"
+    return "tblite"
+
+
+def _run(args: argparse.Namespace) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .onthefly import compare_triggers, load_system
+    from .triggers import energy_rate_trigger, max_force_deviation_trigger
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    oracle = _oracle(args)
+    metal = oracle == "emt" and args.system is None
+    system = args.system or ("cu13" if metal or args.quick else "ethanol")
+    is_cluster = system in ("cu13", "pt13")
+    steps = args.steps or (40 if args.quick else 300)
+    lo = args.trust_lo if args.trust_lo is not None else (0.1 if is_cluster else 0.2)
+    hi = args.trust_hi if args.trust_hi is not None else (0.4 if is_cluster else 0.6)
+    options = {
+        "timestep": 5.0 if is_cluster else 0.5,
+        "temperature": 500.0 if is_cluster else 300.0,
+        "integrator": args.integrator,
+        "cutoff": 5.0 if is_cluster else 6.0,
+        "hidden": 8 if args.quick else 32,
+        "n_members": 3 if args.quick else 4,
+        "first_steps": 60 if args.quick else 300,
+        "fit_steps": 15 if args.quick else 60,
+        "n_initial": 3 if args.quick else 4,
+        "device": args.device,
+    }
+    triggers = {"energy-rate": energy_rate_trigger(args.tolerance), "max-force-dev": max_force_deviation_trigger(lo, hi)}
+    # the label stores live in the output folder, so an interrupted run resumes where it stopped
+    cmp = compare_triggers(load_system(system), triggers, oracle=oracle, steps=steps, seed=args.seed, workdir=out,
+                           heldout_every=2 if args.quick else 5, drift_every=2 if args.quick else 5, **options)
+    table = cmp.table
+    table.to_csv(out / "trigger_comparison.csv")
+    (out / "trigger_comparison.md").write_text(markdown_table(table) + "\n")
+    for name, run in cmp.runs.items():
+        run.result.history.to_csv(out / f"history-{name}.csv", index=False)
+        run.result.events.to_csv(out / f"events-{name}.csv", index=False)
+    cmp.plot()
+    plt.gcf().tight_layout()
+    plt.gcf().savefig(out / "trigger_comparison.png", dpi=120)
+    plt.close("all")
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
+    for k, (name, run) in enumerate(cmp.runs.items()):
+        h = run.result.history
+        h = h[h["walker"] == 0]
+        t = h["step"] * run.timestep
+        axes[0].plot(t, h["energy"], color=f"C{k}", lw=0.8, label=f"{name}: committee energy")
+        axes[0].fill_between(t, h["energy"] - h["energy_std"], h["energy"] + h["energy_std"], color=f"C{k}", alpha=0.3)
+        axes[1].plot(t, h["sigma_dEdt"], color=f"C{k}", lw=0.8, label=name)
+        axes[2].plot(t, h["max_force_deviation"], color=f"C{k}", lw=0.8, label=name)
+        ev = run.result.events
+        for ax in axes:
+            for s in ev["step"]:
+                ax.axvline(s * run.timestep, color=f"C{k}", lw=0.3, alpha=0.5)
+    axes[0].set_ylabel("E (eV), +/- std")
+    axes[1].set_ylabel("sigma(dE/dt) (eV/fs)")
+    axes[2].set_ylabel("max force dev (eV/A)")
+    axes[2].set_xlabel("time (fs); vertical lines: oracle calls")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "energy_uncertainty.png", dpi=120)
+    plt.close(fig)
+
+    er, mf = table.loc["energy-rate"], table.loc["max-force-dev"]
+    verdict = []
+    for col, what in (("oracle_calls", "fewer oracle calls"), ("force_rmse", "lower held-out force RMSE"),
+                      ("max_abs_drift", "smaller energy drift")):
+        best = "energy-rate" if er[col] < mf[col] else ("max-force-dev" if mf[col] < er[col] else "tie")
+        verdict.append(f"{what}: {best} ({er[col]:.4g} vs {mf[col]:.4g})")
+    return {
+        "system": system,
+        "oracle": oracle,
+        "steps": int(steps),
+        "oracle_calls": int(er["oracle_calls"]),
+        "triggers": {name: {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
+                            for k, v in row.items()} for name, row in table.iterrows()},
+        "trust_lo": lo,
+        "trust_hi": hi,
+        "tolerance_eV": args.tolerance,
+        "reference_md_steps_per_second": float(cmp.reference_steps_per_second),
+        "verdict": verdict,
+        "figures": ["trigger_comparison.png", "energy_uncertainty.png"],
+    }
+
+
+COMMAND = Command(
+    name="md",
+    help="on-the-fly MD with an ensemble potential: energy-rate vs max-force-deviation triggers",
+    add_arguments=_add_arguments,
+    run=_run,
+)

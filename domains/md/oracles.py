@@ -1,0 +1,141 @@
+"""Reference calculators used as oracles: ASE's EMT, GFN2-xTB through tblite, PySCF.
+
+All are ASE calculators. OpenMP is limited to one thread before tblite or PySCF is
+imported (``OMP_NUM_THREADS=1``): parallelism comes from running several oracle calls at
+once through an executor, and nested OpenMP threads would oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.units import Bohr, Hartree
+
+from probe.errors import ProbeError
+
+__all__ = ["ORACLES", "make_calculator", "CalculatorOracle", "PySCFCalculator"]
+
+
+def _single_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _emt(**options: Any) -> Calculator:
+    from ase.calculators.emt import EMT
+
+    return EMT(**options)
+
+
+def _tblite(method: str = "GFN2-xTB", **options: Any) -> Calculator:
+    _single_thread()
+    from tblite.ase import TBLite
+
+    options.setdefault("verbosity", 0)
+    return TBLite(method=method, **options)
+
+
+class PySCFCalculator(Calculator):
+    """Hartree-Fock or Kohn-Sham DFT energies and analytic forces from PySCF for a molecule.
+
+    Parameters
+    ----------
+    method : str, default "rhf"
+        ``"rhf"``/``"uhf"`` (Hartree-Fock) or an exchange-correlation functional name
+        (e.g. ``"b3lyp"``, ``"pbe"``) for restricted Kohn-Sham DFT.
+    basis : str, default "sto-3g"
+    charge, spin : int, default 0
+        Total charge and 2S.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, method: str = "rhf", basis: str = "sto-3g", charge: int = 0, spin: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.method, self.basis, self.charge, self.spin = method.lower(), basis, int(charge), int(spin)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
+        super().calculate(atoms, properties, system_changes)
+        _single_thread()
+        from pyscf import dft, gto, scf
+
+        mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(self.atoms.get_chemical_symbols(),
+                                                        self.atoms.get_positions())],
+                    unit="Angstrom", basis=self.basis, charge=self.charge, spin=self.spin, verbose=0)
+        if self.method in ("rhf", "hf"):
+            mf = scf.RHF(mol)
+        elif self.method == "uhf":
+            mf = scf.UHF(mol)
+        else:
+            mf = dft.RKS(mol)
+            mf.xc = self.method
+        energy = mf.kernel()
+        if not mf.converged:
+            raise ProbeError(f"PySCF {self.method}/{self.basis} SCF did not converge for "
+                             f"{self.atoms.get_chemical_formula()}")
+        grad = mf.nuc_grad_method().kernel()
+        self.results = {"energy": float(energy) * Hartree, "free_energy": float(energy) * Hartree,
+                        "forces": -np.asarray(grad) * Hartree / Bohr}
+
+
+def _pyscf(**options: Any) -> Calculator:
+    _single_thread()
+    return PySCFCalculator(**options)
+
+
+ORACLES = {"emt": _emt, "tblite": _tblite, "xtb": _tblite, "pyscf": _pyscf}
+
+
+def make_calculator(name: str, **options: Any) -> Calculator:
+    """A fresh reference calculator: ``"emt"``, ``"tblite"`` (alias ``"xtb"``, GFN2-xTB) or ``"pyscf"``."""
+    key = name.lower()
+    if key not in ORACLES:
+        raise ProbeError(f"unknown oracle {name!r}; choose one of {sorted(ORACLES)}")
+    return ORACLES[key](**options)
+
+
+class CalculatorOracle:
+    """An oracle that labels ``ase.Atoms`` with a reference calculator's energy and forces.
+
+    Picklable (it holds the calculator's name and options and builds the calculator where it
+    runs), so it can be sent to a process pool or a Dask cluster.
+
+    Parameters
+    ----------
+    name : str, default "emt"
+        See :func:`make_calculator`.
+    **options
+        Passed to the calculator.
+    """
+
+    def __init__(self, name: str = "emt", **options: Any) -> None:
+        if name.lower() not in ORACLES:
+            raise ProbeError(f"unknown oracle {name!r}; choose one of {sorted(ORACLES)}")
+        self.name = name.lower()
+        self.options = dict(options)
+        self._calc: Calculator | None = None
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name, "options": self.options, "_calc": None}
+
+    def calculator(self) -> Calculator:
+        if self._calc is None:
+            self._calc = make_calculator(self.name, **self.options)
+        return self._calc
+
+    def label(self, batch: Sequence[Atoms]) -> list[dict[str, np.ndarray]]:
+        """Energy (eV) and forces (eV/A) of every configuration."""
+        out = []
+        for atoms in batch:
+            a = atoms.copy()
+            a.calc = self.calculator()
+            out.append({"energy": np.array(a.get_potential_energy()), "forces": np.array(a.get_forces())})
+        return out
+
+    def __repr__(self) -> str:
+        return f"CalculatorOracle({self.name!r}, {self.options})"

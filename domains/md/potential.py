@@ -1,0 +1,456 @@
+"""An ensemble Behler-Parrinello interatomic potential with energies and forces by autograd.
+
+Each atom ``i`` is described by atom-centred symmetry functions of its neighbours within
+a cosine cutoff (Behler & Parrinello, Phys. Rev. Lett. 98, 146401, 2007; Behler,
+J. Chem. Phys. 134, 074106, 2011):
+
+- cutoff ``f_c(r) = 0.5 (cos(pi r / r_c) + 1)`` for ``r < r_c``, else 0;
+- radial ``G2_i[s, k] = sum_{j != i, Z_j = s} exp(-eta_k (r_ij - R_k)^2) f_c(r_ij)``;
+- angular ``G4_i[p, l] = 2^(1 - zeta) sum_{j < k, {Z_j, Z_k} = p} (1 + lambda cos theta_ijk)^zeta
+  exp(-eta (r_ij^2 + r_ik^2 + r_jk^2)) f_c(r_ij) f_c(r_ik) f_c(r_jk)``,
+
+resolved by neighbour element ``s`` and unordered element pair ``p``. The energy is a sum
+of atomic energies from one small MLP per element, ``E = sum_i (b_{Z_i} + a NN_{Z_i}(G_i))``,
+so it is invariant under rotation, translation and permutation of like atoms by
+construction; forces are ``F = -dE/dR`` by automatic differentiation. ``M`` such networks,
+differing in their random initialisation, form the committee whose spread is the
+uncertainty (the committee of DP-GEN and i-PI); all members run in one vectorised call
+(:class:`probe.active.Ensemble`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+from torch import nn
+
+from probe._device import resolve_device
+from probe.active import Ensemble
+from probe.errors import ProbeError
+
+__all__ = ["SymmetryFunctions", "ElementMLP", "EnsemblePotential", "Prediction"]
+
+
+def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """``0.5 (cos(pi r / r_c) + 1)`` inside the cutoff, 0 outside."""
+    return torch.where(r < cutoff, 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0), torch.zeros_like(r))
+
+
+class SymmetryFunctions(nn.Module):
+    """Element-resolved Behler-Parrinello radial (G2) and angular (G4) symmetry functions.
+
+    Parameters
+    ----------
+    n_species : int
+        Number of elements ``S``.
+    cutoff : float, default 6.0
+        Cutoff radius ``r_c`` in Angstrom.
+    n_radial : int, default 8
+        Radial Gaussians with centres ``R_k`` evenly spaced in ``[0.8, r_c - 0.5]`` and
+        ``eta_k = 1 / (2 h^2)``, ``h`` the spacing.
+    angular_eta : sequence of float, default (0.005, 0.05)
+        ``eta`` of the angular terms (1/A^2).
+    zetas : sequence of float, default (1, 4)
+    lambdas : sequence of float, default (-1, 1)
+
+    Shapes
+    ------
+    ``forward(positions (B, N, 3), species (N,)) -> (B, N, D)`` with
+    ``D = S * n_radial + S (S + 1) / 2 * len(angular_eta) len(zetas) len(lambdas)``.
+    """
+
+    def __init__(self, n_species: int, *, cutoff: float = 6.0, n_radial: int = 8,
+                 angular_eta: Sequence[float] = (0.005, 0.05), zetas: Sequence[float] = (1.0, 4.0),
+                 lambdas: Sequence[float] = (-1.0, 1.0)) -> None:
+        super().__init__()
+        self.n_species = int(n_species)
+        self.cutoff = float(cutoff)
+        centres = torch.linspace(0.8, cutoff - 0.5, n_radial, dtype=torch.float64)
+        h = float(centres[1] - centres[0]) if n_radial > 1 else 1.0
+        self.register_buffer("centres", centres)
+        self.register_buffer("radial_eta", torch.full((n_radial,), 1.0 / (2 * h * h), dtype=torch.float64))
+        self.angular_eta = tuple(float(e) for e in angular_eta)
+        self.zetas = tuple(float(z) for z in zetas)
+        self.lambdas = tuple(float(lam) for lam in lambdas)
+        if any(z < 1 for z in self.zetas):
+            raise ProbeError(f"zetas must be >= 1, got {self.zetas}")
+        n_combos = len(self.angular_eta) * len(self.zetas) * len(self.lambdas)
+        pairs = torch.zeros(n_species, n_species, dtype=torch.long)
+        p = 0
+        for a in range(n_species):
+            for b in range(a, n_species):
+                pairs[a, b] = pairs[b, a] = p
+                p += 1
+        self.register_buffer("pair_index", pairs)
+        self.n_pairs = p
+        self.n_radial = n_radial
+        self.n_angular = n_combos
+        self.dim = n_species * n_radial + p * n_combos
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        dtype = positions.dtype
+        n = positions.shape[-2]
+        diff = positions.unsqueeze(-2) - positions.unsqueeze(-3)  # (B, N, N, 3): r_j - r_i as [i, j] -> r_i - r_j
+        eye = torch.eye(n, dtype=torch.bool, device=positions.device)
+        d2 = diff.pow(2).sum(-1)
+        # the diagonal is masked; adding 1 there keeps sqrt (and its gradient) finite
+        r = torch.sqrt(torch.where(eye, torch.ones_like(d2), d2))
+        fc = torch.where(eye, torch.zeros_like(r), cosine_cutoff(r, self.cutoff))  # (B, N, N)
+        onehot = torch.nn.functional.one_hot(species, self.n_species).to(dtype)  # (N, S)
+        # radial
+        g2 = torch.exp(-self.radial_eta.to(dtype) * (r.unsqueeze(-1) - self.centres.to(dtype)) ** 2)
+        g2 = g2 * fc.unsqueeze(-1)  # (B, N, N, K)
+        radial = torch.einsum("bijk,js->bisk", g2, onehot).flatten(-2)
+        # angular: cos(theta_ijk) between r_j - r_i and r_k - r_i
+        unit = diff / r.unsqueeze(-1)
+        cos = torch.einsum("bijx,bikx->bijk", unit, unit)
+        r2 = torch.where(eye, torch.zeros_like(d2), d2)
+        # r_ij^2 + r_ik^2 + r_jk^2 and f_c(r_ij) f_c(r_ik) f_c(r_jk) for every triplet (i, j, k)
+        s2 = r2.unsqueeze(-1) + r2.unsqueeze(-2) + r2.unsqueeze(-3)
+        fcc = fc.unsqueeze(-1) * fc.unsqueeze(-2) * fc.unsqueeze(-3)
+        shape = [(1 + lam * cos).clamp_min(0.0) for lam in self.lambdas]
+        shape = torch.stack([2.0 ** (1.0 - z) * (b ** int(z) if z == int(z) else b ** z)
+                             for z in self.zetas for b in shape], dim=-1)  # (B, i, j, k, Z * L)
+        radial_part = torch.stack([torch.exp(-e * s2) * fcc for e in self.angular_eta], dim=-1)  # (B, i, j, k, E)
+        terms = (shape.unsqueeze(-1) * radial_part.unsqueeze(-2)).flatten(-2)
+        pair = torch.nn.functional.one_hot(self.pair_index[species][:, species], self.n_pairs).to(dtype)  # (j, k, P)
+        # j == k terms vanish through f_c(r_jk) = 0 on the diagonal; each unordered pair is counted twice
+        angular = 0.5 * torch.einsum("bijkl,jkp->bipl", terms, pair).flatten(-2)
+        return torch.cat([radial, angular], dim=-1)
+
+
+class ElementMLP(nn.Module):
+    """One MLP per element, evaluated for all atoms at once by gathering each atom's weights.
+
+    ``NN_Z(g) = w3_Z . tanh(W2_Z tanh(W1_Z g + b1_Z) + b2_Z) + b3_Z``.
+
+    Shapes
+    ------
+    ``forward(G (B, N, D), species (N,)) -> (B, N)`` atomic outputs.
+    """
+
+    def __init__(self, n_species: int, dim: int, hidden: int = 32, *, seed: int = 0,
+                 dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(int(seed))
+
+        def w(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.randn(*shape, generator=g, dtype=dtype) / math.sqrt(shape[-2]))
+
+        self.w1, self.b1 = w(n_species, dim, hidden), nn.Parameter(torch.zeros(n_species, hidden, dtype=dtype))
+        self.w2, self.b2 = w(n_species, hidden, hidden), nn.Parameter(torch.zeros(n_species, hidden, dtype=dtype))
+        self.w3, self.b3 = w(n_species, hidden, 1), nn.Parameter(torch.zeros(n_species, 1, dtype=dtype))
+
+    def forward(self, g: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(torch.einsum("bnd,ndh->bnh", g, self.w1[species]) + self.b1[species])
+        h = torch.tanh(torch.einsum("bnd,ndh->bnh", h, self.w2[species]) + self.b2[species])
+        return (torch.einsum("bnd,ndh->bnh", h, self.w3[species]) + self.b3[species]).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Ensemble prediction for B configurations of N atoms.
+
+    Attributes
+    ----------
+    energy : torch.Tensor, shape (M, B)
+        Each member's energy (eV).
+    forces : torch.Tensor, shape (M, B, N, 3)
+        Each member's forces (eV/A).
+    """
+
+    energy: torch.Tensor
+    forces: torch.Tensor
+
+    @property
+    def energy_mean(self) -> torch.Tensor:
+        return self.energy.mean(0)
+
+    @property
+    def energy_std(self) -> torch.Tensor:
+        return self.energy.std(0, unbiased=False)
+
+    @property
+    def forces_mean(self) -> torch.Tensor:
+        return self.forces.mean(0)
+
+
+class EnsemblePotential(nn.Module):
+    """A committee of Behler-Parrinello potentials for a fixed set of elements.
+
+    Parameters
+    ----------
+    elements : sequence of int or str
+        The elements it is trained for (atomic numbers or symbols).
+    n_members : int, default 4
+        Committee size ``M``.
+    hidden : int, default 32
+        Width of each element's two hidden layers.
+    cutoff : float, default 6.0
+        Cutoff radius in Angstrom.
+    seed : int, default 0
+        Member ``m`` is initialised with seed ``seed + m``.
+    device : str or torch.device, optional
+        ``None``: CUDA if available, else CPU.
+    descriptor_options : dict, optional
+        Passed to :class:`SymmetryFunctions`.
+    """
+
+    def __init__(self, elements: Sequence[int | str], *, n_members: int = 4, hidden: int = 32, cutoff: float = 6.0,
+                 seed: int = 0, device: str | torch.device | None = None,
+                 descriptor_options: dict | None = None) -> None:
+        super().__init__()
+        numbers = sorted({chemical_symbols.index(e) if isinstance(e, str) else int(e) for e in elements})
+        if not numbers or any(z <= 0 or z >= len(chemical_symbols) for z in numbers):
+            raise ProbeError(f"elements must be known chemical elements, got {list(elements)}")
+        self.numbers = tuple(numbers)
+        self.hidden = int(hidden)
+        self.n_members = int(n_members)
+        self.descriptor = SymmetryFunctions(len(numbers), cutoff=cutoff, **(descriptor_options or {}))
+        self.ensemble = self._new_ensemble(seed)
+        d = self.descriptor.dim
+        self.register_buffer("g_mean", torch.zeros(d, dtype=torch.float64))
+        self.register_buffer("g_std", torch.ones(d, dtype=torch.float64))
+        self.register_buffer("e_shift", torch.zeros(len(numbers), dtype=torch.float64))
+        self.register_buffer("e_scale", torch.ones((), dtype=torch.float64))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._cache: dict = {}
+        self.to(resolve_device(device))
+
+    def _new_ensemble(self, seed: int) -> Ensemble:
+        return Ensemble([ElementMLP(len(self.numbers), self.descriptor.dim, self.hidden, seed=seed + m)
+                         for m in range(self.n_members)], device="cpu")
+
+    def reset(self, seed: int = 0) -> None:
+        """Back to the untrained state: members re-initialised with seeds ``seed + m``, statistics cleared."""
+        device = self.device
+        self.ensemble = self._new_ensemble(seed).to(device)
+        self.g_mean.zero_()
+        self.g_std.fill_(1.0)
+        self.e_shift.zero_()
+        self.e_scale.fill_(1.0)
+        self.fitted.fill_(False)
+        self._cache.clear()
+
+    @property
+    def device(self) -> torch.device:
+        return self.g_mean.device
+
+    def species(self, numbers: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Map atomic numbers to element indices; ``ProbeError`` names an atom outside ``elements``."""
+        numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
+        lookup = {z: k for k, z in enumerate(self.numbers)}
+        for i, z in enumerate(numbers):
+            if int(z) not in lookup:
+                sym = chemical_symbols[int(z)] if 0 < z < len(chemical_symbols) else str(z)
+                known = [chemical_symbols[n] for n in self.numbers]
+                raise ProbeError(f"atom {i} is {sym}, which this potential was not trained for (elements {known})")
+        return torch.tensor([lookup[int(z)] for z in numbers], dtype=torch.long, device=self.device)
+
+    def _positions(self, positions: object) -> torch.Tensor:
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64) if not isinstance(positions, torch.Tensor)
+                              else positions).to(device=self.device, dtype=torch.float64)
+        if pos.dim() == 2:
+            pos = pos.unsqueeze(0)
+        if pos.dim() != 3 or pos.shape[-1] != 3:
+            raise ProbeError(f"positions must have shape (B, N, 3) or (N, 3), got {tuple(pos.shape)}")
+        if not torch.isfinite(pos).all():
+            raise ProbeError("positions hold a non-finite value")
+        return pos
+
+    def features(self, positions: object, numbers: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised descriptors and their Jacobian with respect to the positions.
+
+        Returns
+        -------
+        G : torch.Tensor, shape (B, N, D)
+            ``(G_raw - mean) / std`` with the statistics fixed at the first fit.
+        J : torch.Tensor, shape (B, N, D, N, 3)
+            ``dG / dR`` by forward-mode differentiation (``torch.func.jacfwd``).
+        """
+        species = self.species(numbers)
+        pos = self._positions(positions).detach()
+        if pos.shape[1] != species.shape[0]:
+            raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
+        return self._features(pos, species)
+
+    def _normalised(self, pos: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        return (self.descriptor(pos, species) - self.g_mean) / self.g_std
+
+    def _features(self, pos: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def one(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            g = self._normalised(p.unsqueeze(0), species)[0]
+            return g, g
+
+        jac, g = torch.vmap(torch.func.jacfwd(one, has_aux=True))(pos)
+        return g.detach(), jac.detach()
+
+    def _member_gradients(self, g: torch.Tensor, species: torch.Tensor,
+                          create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Energies (M, B) and dE_m/dG (M, B, N, D) of all members in one vectorised pass."""
+        m = self.ensemble.n_members
+        with torch.enable_grad():
+            gm = g.detach().unsqueeze(0).repeat(m, 1, 1, 1).requires_grad_(True)
+            atomic = self.ensemble(gm, species, in_dims=(0, None))  # (M, B, N)
+            energy = self.e_scale * atomic.sum(-1) + self.e_shift[species].sum()
+            # member m's energy depends on gm[m] only, so this is dE_m/dG for every m at once
+            (de_dg,) = torch.autograd.grad(energy.sum(), gm, create_graph=create_graph)
+        return energy, de_dg
+
+    def _predict_cached(self, g: torch.Tensor, jac: torch.Tensor, species: torch.Tensor) -> Prediction:
+        """Differentiable prediction from stored descriptors and Jacobians (training)."""
+        energy, de_dg = self._member_gradients(g, species, create_graph=True)
+        return Prediction(energy=energy, forces=-torch.einsum("mbnd,bndjx->mbjx", de_dg, jac))
+
+    def energy_and_forces(self, positions: object, numbers: Sequence[int]) -> Prediction:
+        """Energies and forces of every member in one vectorised call.
+
+        The descriptor ``G(R)`` is computed once for all members; the members' networks run
+        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass; the M
+        cotangents then go back through the descriptor in one batched backward pass
+        (``is_grads_batched``): ``F_m = -(dG/dR)^T dE_m/dG``.
+
+        Parameters
+        ----------
+        positions : array-like, shape (B, N, 3) or (N, 3)
+            Cartesian coordinates in Angstrom (not modified).
+        numbers : sequence of int, length N
+            Atomic numbers.
+
+        Returns
+        -------
+        Prediction
+            ``energy`` (M, B) in eV, ``forces`` (M, B, N, 3) in eV/A.
+        """
+        species = self.species(numbers)
+        pos = self._positions(positions).detach().clone()
+        if pos.shape[1] != species.shape[0]:
+            raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
+        with torch.enable_grad():
+            pos.requires_grad_(True)
+            g = self._normalised(pos, species)
+            energy, de_dg = self._member_gradients(g, species, create_graph=False)
+            (grad,) = torch.autograd.grad(g, pos, de_dg, is_grads_batched=True)
+        return Prediction(energy=energy.detach(), forces=-grad)
+
+    def energy_and_forces_loop(self, positions: object, numbers: Sequence[int], *,
+                               members: Sequence[nn.Module] | None = None) -> Prediction:
+        """The same as :meth:`energy_and_forces` by a Python loop over members (reference path).
+
+        Each member is a complete stand-alone potential (descriptor, network, reverse-mode
+        backward pass), as when M independently trained potentials run one after another.
+        ``members`` (from ``self.ensemble.members()``) may be passed to avoid rebuilding them.
+        """
+        species = self.species(numbers)
+        pos0 = self._positions(positions)
+        energies, forces = [], []
+        for member in members if members is not None else self.ensemble.members():
+            pos = pos0.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                g = (self.descriptor(pos, species) - self.g_mean) / self.g_std
+                e = self.e_scale * member(g, species).sum(-1) + self.e_shift[species].sum()
+                (grad,) = torch.autograd.grad(e.sum(), pos)
+            energies.append(e.detach())
+            forces.append(-grad)
+        return Prediction(energy=torch.stack(energies), forces=torch.stack(forces))
+
+    # -- training ---------------------------------------------------------------------------------
+    def _cached_features(self, pos: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # descriptors and Jacobians of labelled configurations never change once the
+        # normalisation is fixed, so each is computed once and kept
+        out_g, out_j = [], []
+        for p in pos:
+            key = (species.cpu().numpy().tobytes(), p.cpu().numpy().tobytes())
+            if key not in self._cache:
+                self._cache[key] = self._features(p.unsqueeze(0), species)
+            g, j = self._cache[key]
+            out_g.append(g)
+            out_j.append(j)
+        return torch.cat(out_g), torch.cat(out_j)
+
+    def _normalise(self, groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            feats = torch.cat([self.descriptor(p, s).reshape(-1, self.descriptor.dim) for p, s, _, _ in groups])
+            self.g_mean.copy_(feats.mean(0))
+            std = feats.std(0, unbiased=False)
+            self.g_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+            counts = torch.cat([torch.nn.functional.one_hot(s, len(self.numbers)).sum(0).to(torch.float64)
+                                .expand(e.shape[0], -1) for _, s, e, _ in groups])
+            energies = torch.cat([e for _, _, e, _ in groups])
+            # per-element reference energies: least squares (minimum norm for a single composition)
+            shift = torch.linalg.lstsq(counts.cpu(), energies.cpu().unsqueeze(-1), driver="gelsd").solution
+            self.e_shift.copy_(shift.squeeze(-1).to(self.device))
+            frms = torch.cat([f.reshape(-1) for _, _, _, f in groups]).pow(2).mean().sqrt()
+            self.e_scale.copy_(frms.clamp_min(1e-2))
+            self.fitted.fill_(True)
+            self._cache.clear()
+
+    def fit(self, configurations: Sequence[tuple[np.ndarray, np.ndarray, float, np.ndarray]], *, steps: int = 200,
+            lr: float = 3e-3, force_weight: float = 1.0, seed: int = 0) -> list[float]:
+        """Train every member on energies and forces (warm start; all members at once).
+
+        Loss per member ``L_m = mean_c ((E_mc - E_c) / N_c)^2 / a^2
+        + w_F mean_{c,i,x} (F_mcix - F_cix)^2 / a^2`` with ``a`` the force scale fixed at
+        the first fit; Adam on the stacked parameters of all members (their losses summed,
+        so each member's gradient is its own).
+
+        Parameters
+        ----------
+        configurations : sequence of (numbers (N,), positions (N, 3), energy, forces (N, 3))
+        steps : int, default 200
+            Full-batch Adam steps.
+        lr : float, default 3e-3
+        force_weight : float, default 1.0
+        seed : int, default 0
+            Seeds the (otherwise unused) global generator so fitting is reproducible.
+
+        Returns
+        -------
+        list of float
+            The summed loss after each step.
+        """
+        if len(configurations) == 0:
+            raise ProbeError("fit needs at least one labelled configuration")
+        by_comp: dict[tuple, list] = {}
+        for k, (numbers, positions, energy, forces) in enumerate(configurations):
+            numbers = tuple(int(z) for z in np.asarray(numbers).reshape(-1))
+            pos = np.asarray(positions, dtype=np.float64)
+            frc = np.asarray(forces, dtype=np.float64)
+            if pos.shape != (len(numbers), 3) or frc.shape != (len(numbers), 3):
+                raise ProbeError(f"configuration {k}: positions {pos.shape} and forces {frc.shape} must be "
+                                 f"({len(numbers)}, 3)")
+            if not (np.isfinite(pos).all() and np.isfinite(frc).all() and np.isfinite(energy)):
+                raise ProbeError(f"configuration {k} holds a non-finite value")
+            by_comp.setdefault(numbers, []).append((pos, float(energy), frc))
+        groups = []
+        for numbers, items in by_comp.items():
+            s = self.species(numbers)
+            groups.append((torch.tensor(np.stack([p for p, _, _ in items]), device=self.device),
+                           s, torch.tensor([e for _, e, _ in items], dtype=torch.float64, device=self.device),
+                           torch.tensor(np.stack([f for _, _, f in items]), device=self.device)))
+        if not bool(self.fitted):
+            self._normalise(groups)
+        torch.manual_seed(seed)
+        cached = [(self._cached_features(pos, s), s, e, f) for pos, s, e, f in groups]
+        opt = torch.optim.Adam(list(self.ensemble.parameters()), lr=lr)
+        scale2 = float(self.e_scale) ** 2
+        n_conf = sum(e.shape[0] for _, _, e, _ in groups)
+        losses = []
+        for _ in range(steps):
+            opt.zero_grad()
+            total = torch.zeros((), dtype=torch.float64, device=self.device)
+            for (g, jac), s, e, f in cached:
+                pred = self._predict_cached(g, jac, s)
+                n_at = s.shape[0]
+                le = ((pred.energy - e) / n_at).pow(2).sum(-1) / scale2  # (M,)
+                lf = (pred.forces - f).pow(2).mean((-1, -2)).sum(-1) / scale2
+                total = total + (le + force_weight * lf).sum() / n_conf
+            total.backward()
+            opt.step()
+            losses.append(float(total.detach()))
+        return losses
