@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> dict:
         "n_initial": 3 if args.quick else 4,
         "device": args.device,
     }
-    triggers = {"energy-rate": energy_rate_trigger(args.tolerance), "max-force-dev": max_force_deviation_trigger(lo, hi)}
+    triggers = {"energy-rate": energy_rate_trigger(args.tolerance),
+                "max-force-dev": max_force_deviation_trigger(lo, hi)}
     # the label stores live in the output folder, so an interrupted run resumes where it stopped
     cmp = compare_triggers(load_system(system), triggers, oracle=oracle, steps=steps, seed=args.seed, workdir=out,
                            heldout_every=2 if args.quick else 5, drift_every=2 if args.quick else 5, **options)

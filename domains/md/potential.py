@@ -38,7 +38,8 @@ __all__ = ["SymmetryFunctions", "ElementMLP", "EnsemblePotential", "Prediction"]
 
 def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     """``0.5 (cos(pi r / r_c) + 1)`` inside the cutoff, 0 outside."""
-    return torch.where(r < cutoff, 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0), torch.zeros_like(r))
+    # a mask product rather than torch.where keeps forward-mode differentiation on fast kernels
+    return 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0) * (r < cutoff).to(r.dtype)
 
 
 class SymmetryFunctions(nn.Module):
@@ -96,11 +97,11 @@ class SymmetryFunctions(nn.Module):
         dtype = positions.dtype
         n = positions.shape[-2]
         diff = positions.unsqueeze(-2) - positions.unsqueeze(-3)  # (B, N, N, 3): r_j - r_i as [i, j] -> r_i - r_j
-        eye = torch.eye(n, dtype=torch.bool, device=positions.device)
-        d2 = diff.pow(2).sum(-1)
+        eye = torch.eye(n, dtype=dtype, device=positions.device)
+        d2 = diff.pow(2).sum(-1)  # exactly 0 on the diagonal
         # the diagonal is masked; adding 1 there keeps sqrt (and its gradient) finite
-        r = torch.sqrt(torch.where(eye, torch.ones_like(d2), d2))
-        fc = torch.where(eye, torch.zeros_like(r), cosine_cutoff(r, self.cutoff))  # (B, N, N)
+        r = torch.sqrt(d2 + eye)
+        fc = cosine_cutoff(r, self.cutoff) * (1.0 - eye)  # (B, N, N)
         onehot = torch.nn.functional.one_hot(species, self.n_species).to(dtype)  # (N, S)
         # radial
         g2 = torch.exp(-self.radial_eta.to(dtype) * (r.unsqueeze(-1) - self.centres.to(dtype)) ** 2)
@@ -109,12 +110,12 @@ class SymmetryFunctions(nn.Module):
         # angular: cos(theta_ijk) between r_j - r_i and r_k - r_i
         unit = diff / r.unsqueeze(-1)
         cos = torch.einsum("bijx,bikx->bijk", unit, unit)
-        r2 = torch.where(eye, torch.zeros_like(d2), d2)
+        r2 = d2
         # r_ij^2 + r_ik^2 + r_jk^2 and f_c(r_ij) f_c(r_ik) f_c(r_jk) for every triplet (i, j, k)
         s2 = r2.unsqueeze(-1) + r2.unsqueeze(-2) + r2.unsqueeze(-3)
         fcc = fc.unsqueeze(-1) * fc.unsqueeze(-2) * fc.unsqueeze(-3)
-        shape = [(1 + lam * cos).clamp_min(0.0) for lam in self.lambdas]
-        shape = torch.stack([2.0 ** (1.0 - z) * (b ** int(z) if z == int(z) else b ** z)
+        shape = [1 + lam * cos for lam in self.lambdas]
+        shape = torch.stack([2.0 ** (1.0 - z) * (b ** int(z) if z == int(z) else b.clamp_min(0.0) ** z)
                              for z in self.zetas for b in shape], dim=-1)  # (B, i, j, k, Z * L)
         radial_part = torch.stack([torch.exp(-e * s2) * fcc for e in self.angular_eta], dim=-1)  # (B, i, j, k, E)
         terms = (shape.unsqueeze(-1) * radial_part.unsqueeze(-2)).flatten(-2)
@@ -271,7 +272,8 @@ class EnsemblePotential(nn.Module):
         G : torch.Tensor, shape (B, N, D)
             ``(G_raw - mean) / std`` with the statistics fixed at the first fit.
         J : torch.Tensor, shape (B, N, D, N, 3)
-            ``dG / dR`` by forward-mode differentiation (``torch.func.jacfwd``).
+            ``dG / dR`` by forward-mode differentiation (``vmap`` of ``torch.func.jvp`` over the 3N
+            coordinate directions).
         """
         species = self.species(numbers)
         pos = self._positions(positions).detach()
@@ -283,12 +285,20 @@ class EnsemblePotential(nn.Module):
         return (self.descriptor(pos, species) - self.g_mean) / self.g_std
 
     def _features(self, pos: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        def one(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            g = self._normalised(p.unsqueeze(0), species)[0]
-            return g, g
+        n = pos.shape[1]
+        basis = torch.eye(3 * n, dtype=pos.dtype, device=pos.device).reshape(3 * n, n, 3)
+        gs, jacs = [], []
+        for p in pos:
+            def one(q: torch.Tensor) -> torch.Tensor:
+                return self._normalised(q.unsqueeze(0), species)[0]
 
-        jac, g = torch.vmap(torch.func.jacfwd(one, has_aux=True))(pos)
-        return g.detach(), jac.detach()
+            def tangent(t: torch.Tensor, p: torch.Tensor = p) -> tuple[torch.Tensor, torch.Tensor]:
+                return torch.func.jvp(one, (p,), (t,))
+
+            g, jac = torch.vmap(tangent)(basis)  # (3N, N, D) each: one forward-mode pass per coordinate
+            gs.append(g[0])
+            jacs.append(jac.permute(1, 2, 0).reshape(n, -1, n, 3))
+        return torch.stack(gs).detach(), torch.stack(jacs).detach()
 
     def _member_gradients(self, g: torch.Tensor, species: torch.Tensor,
                           create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:

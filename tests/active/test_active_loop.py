@@ -78,7 +78,7 @@ def test_loop_labels_when_triggered_and_commits_everything(tmp_path):
     assert learner.fits == 1 + len(res.events)
     labelled = res.history[res.history["label"]]
     assert (labelled["distance"] > 0.2).all() and (res.history[~res.history["label"]]["distance"] <= 0.2).all()
-    for key, x, y in _contents(tmp_path / "a.sqlite"):
+    for _key, x, y in _contents(tmp_path / "a.sqlite"):
         assert y == pytest.approx(np.sin(x))
 
 
