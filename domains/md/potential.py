@@ -118,10 +118,9 @@ class SymmetryFunctions(nn.Module):
         shape = torch.stack([2.0 ** (1.0 - z) * (b ** int(z) if z == int(z) else b.clamp_min(0.0) ** z)
                              for z in self.zetas for b in shape], dim=-1)  # (B, i, j, k, Z * L)
         radial_part = torch.stack([torch.exp(-e * s2) * fcc for e in self.angular_eta], dim=-1)  # (B, i, j, k, E)
-        terms = (shape.unsqueeze(-1) * radial_part.unsqueeze(-2)).flatten(-2)
         pair = torch.nn.functional.one_hot(self.pair_index[species][:, species], self.n_pairs).to(dtype)  # (j, k, P)
         # j == k terms vanish through f_c(r_jk) = 0 on the diagonal; each unordered pair is counted twice
-        angular = 0.5 * torch.einsum("bijkl,jkp->bipl", terms, pair).flatten(-2)
+        angular = 0.5 * torch.einsum("bijkz,bijke,jkp->bipze", shape, radial_part, pair).flatten(-3)
         return torch.cat([radial, angular], dim=-1)
 
 
