@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="starting structure (default: ethanol; cu13 with --quick)")
     p.add_argument("--oracle", choices=["tblite", "emt", "pyscf"], default=None,
                    help="reference calculator (default: tblite GFN2-xTB; emt with --quick or when tblite is missing)")
-    p.add_argument("--steps", type=int, default=None, help="MD steps per trigger (default 300; 40 with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="MD steps per trigger (default 200; 30 with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--integrator", choices=["verlet", "langevin"], default="verlet")
     p.add_argument("--tolerance", type=float, default=0.05,
@@ -43,10 +44,9 @@ def _oracle(args: argparse.Namespace) -> str:
         return args.oracle
     if args.quick:
         return "emt"
-    try:
-        import tblite.ase  # noqa: F401
-    except ImportError as err:
-        warnings.warn(f"tblite is unavailable ({err}); falling back to the EMT oracle", stacklevel=2)
+    # look, do not import: tblite must be imported after OMP_NUM_THREADS is set (domains.md.oracles does it)
+    if importlib.util.find_spec("tblite") is None:
+        warnings.warn("tblite is not installed; falling back to the EMT oracle", stacklevel=2)
         return "emt"
     return "tblite"
 
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> dict:
     metal = oracle == "emt" and args.system is None
     system = args.system or ("cu13" if metal or args.quick else "ethanol")
     is_cluster = system in ("cu13", "pt13")
-    steps = args.steps or (40 if args.quick else 300)
+    steps = args.steps or (30 if args.quick else 200)
     lo = args.trust_lo if args.trust_lo is not None else (0.1 if is_cluster else 0.2)
     hi = args.trust_hi if args.trust_hi is not None else (0.4 if is_cluster else 0.6)
     options = {

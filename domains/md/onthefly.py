@@ -142,7 +142,7 @@ class MDExplorer:
             "energy": res["energy"],
             "energy_std": res["energy_std"],
             "max_force_deviation": res["max_force_deviation"],
-            "sigma_dEdt": sigma_rate / units.fs,  # eV/fs
+            "sigma_dEdt": sigma_rate * units.fs,  # eV/fs (ASE time unit = 1 / units.fs fs)
             "sigma_dE": sigma_rate * self.timestep * units.fs,  # eV per step
             "kinetic": ekin,
             "total": res["energy"] + ekin,
