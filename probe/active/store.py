@@ -109,6 +109,8 @@ class LabelStore:
 
     def __init__(self, path: str | Path, *, config: Mapping[str, Any] | None = None) -> None:
         self.path = str(path)
+        if self.path != ":memory:" and not Path(self.path).resolve().parent.is_dir():
+            raise ProbeError(f"label store {self.path}: the folder {Path(self.path).resolve().parent} does not exist")
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA synchronous=FULL")

@@ -78,3 +78,8 @@ def test_a_store_of_another_run_is_refused(tmp_path):
     db.close()
     with pytest.raises(ProbeError, match="not a label store"):
         LabelStore(other)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(ProbeError, match="does not exist"):
+        LabelStore(tmp_path / "nope" / "labels.sqlite")
