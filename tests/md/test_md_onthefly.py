@@ -181,3 +181,15 @@ def test_cli_quick_writes_summary_and_figures(tmp_path):
     for name in ("trigger_comparison.png", "energy_uncertainty.png", "trigger_comparison.csv",
                  "trigger_comparison.md"):
         assert (out / name).exists()
+
+
+def test_langevin_walkers_are_reproducible_given_the_seed():
+    kw = dict(oracle="emt", steps=6, seed=2, integrator="langevin", walkers=2, **TINY)
+    a = run_onthefly(load_system("cu13"), max_force_deviation_trigger(0.05, 1.0), **kw)
+    b = run_onthefly(load_system("cu13"), max_force_deviation_trigger(0.05, 1.0), **kw)
+    assert set(a.result.history["walker"]) == {0, 1}
+    for (wa, sa, pa, va), (wb, sb, pb, vb) in zip(a.frames, b.frames):
+        assert (wa, sa) == (wb, sb) and np.array_equal(pa, pb) and np.array_equal(va, vb)
+    # the two walkers start from different velocities
+    last = {w: p for w, s, p, _ in a.frames if s == 6}
+    assert not np.allclose(last[0], last[1])
