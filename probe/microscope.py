@@ -21,6 +21,17 @@ __all__ = ["minimal_perturbation", "robustness_curve", "shrink_along_delta", "MI
 MINIMAL_METHODS = ("auto", "fmn", "deepfool", "cw", "edit_search", "hopskipjump")
 
 
+def clean_outputs(model: object, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Checked outputs (N, K) on ``x``, batch by batch; a model that cannot take ``x`` raises ``ProbeError``."""
+    with torch.no_grad():
+        try:
+            return torch.cat([forward(model, x[s]) for s in batches(len(x), batch_size)])
+        except ProbeError:
+            raise
+        except (RuntimeError, TypeError, IndexError) as err:
+            raise ProbeError(f"the model could not be called on inputs of shape {tuple(x.shape)}: {err}") from err
+
+
 def _make_attack(method: str, norm: str, options: dict) -> Attack:
     if method == "fmn":
         from .attacks.fmn import FMN
@@ -304,8 +315,8 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     budgets = _sorted_budgets(eps)
     dev = resolve_device(device, model)
     xt = as_input(x, device=dev)
-    with model_hygiene(model, dev) as m, torch.no_grad():
-        clean = torch.cat([forward(m, xt[s]) for s in batches(len(xt), batch_size)])
+    with model_hygiene(model, dev) as m:
+        clean = clean_outputs(m, xt, batch_size)
     pred = Misclassify().prepare(clean)
     labels = pred if y is None else Misclassify(y).prepare(clean)
     correct = pred == labels

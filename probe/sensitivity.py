@@ -47,8 +47,9 @@ class Objective:
 
 def _objective(model: object, x: torch.Tensor, target: object, criterion: Criterion | None,
                batch_size: int | None) -> Objective:
-    with torch.no_grad():
-        clean = torch.cat([forward(model, x[s]) for s in batches(len(x), batch_size)])
+    from .microscope import clean_outputs
+
+    clean = clean_outputs(model, x, batch_size)
     if criterion is not None:
         if not isinstance(criterion, Criterion):
             raise ProbeError(f"criterion must be a probe Criterion, got {type(criterion).__name__}")
