@@ -110,10 +110,11 @@ def shrink_along_delta(model: object, x: torch.Tensor, result: AttackResult, cri
     todo = (result.success.to(dev) & (result.distance.to(dev) > 0)).nonzero().flatten()
     queries = result.queries.to(dev).clone()
     with model_hygiene(model, dev) as m, torch.no_grad():
+        reference_all = criterion.prepare(clean_outputs(m, x, batch_size))
         for s in batches(len(todo), batch_size):
             idx = todo[s]
             xb, db = x[idx], delta[idx]
-            reference = criterion.prepare(forward(m, xb))
+            reference = reference_all[idx]
             lo = torch.zeros(len(idx), dtype=x.dtype, device=dev)
             hi = torch.ones_like(lo)
             for _ in range(int(steps)):
