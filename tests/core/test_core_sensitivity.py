@@ -70,7 +70,8 @@ def test_occlusion_matches_hand_computation_and_needs_no_gradient(device):
 
 def test_occlusion_on_images_covers_every_pixel():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(2 * 4 * 4, 3))
     x = torch.rand(2, 1, 6, 6)
     occ = sensitivity(net, x, method="occlusion", window=(1, 4, 4), stride=(1, 4, 4))
     assert occ.values.shape == x.shape and occ.extras["windows"] == 4      # starts 0 and 2 on each axis
