@@ -303,7 +303,7 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     space : Space, optional
         Where inputs may go (e.g. ``Box(0, 1)`` for images).
     steps, restarts : int, default 20, 1
-        PGD settings when ``attack`` is None.
+        PGD settings when ``attack`` is None (``steps`` also sets the FMN steps of ``"minimal"``).
     batch_size : int or None, default 256
     device : str or torch.device, optional
     progress : bool, default False
@@ -328,7 +328,7 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
         attack = "minimal"
     if attack == "minimal" or (isinstance(attack, Attack) and getattr(attack, "minimal", False)):
         if attack == "minimal":
-            res = minimal_perturbation(m, xt, criterion, norm=norm, **kw)
+            res = minimal_perturbation(m, xt, criterion, norm=norm, steps=steps, **kw)
             name = f"minimal:{res.method}"
         else:
             res = attack(m, xt, criterion, **kw)
