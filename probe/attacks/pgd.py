@@ -86,26 +86,34 @@ class PGD(Attack):
         best = x.clone()
         best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        eps_x = eps.to(x)
 
-        def keep(xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
-            better = ~found & (ok | (loss > best_loss))
-            best[better] = xa[better]
-            best_loss[better] = loss[better]
-            found.logical_or_(ok)
+        def keep(idx: torch.Tensor, xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
+            better = ~found[idx] & (ok | (loss > best_loss[idx]))
+            rows = idx[better]
+            best[rows] = xa[better]
+            best_loss[rows] = loss[better]
+            found[idx[ok]] = True
 
         for r in range(int(self.restarts)):
             start = noise[:, r] * e if noise is not None else torch.zeros_like(x)
-            xa = space.project(x, x + project_ball(start, eps.to(x), norm))
+            xa = space.project(x, x + project_ball(start, eps_x, norm))
+            # each input stops at its first success: later steps only compute on the inputs still searching
             for _ in range(int(self.steps)):
-                loss, grad, out = loss_and_grad(f, xa, criterion, reference)
-                keep(xa, loss, criterion.satisfied(out, reference))
-                if found.all():
+                idx = (~found).nonzero().flatten()
+                if len(idx) == 0:
                     return best
-                step = xa + alpha * steepest_direction(grad, norm, self.sparsity)
-                xa = space.project(x, x + project_ball(step - x, eps.to(x), norm))
+                xs, x0 = xa[idx], x[idx]
+                loss, grad, out = loss_and_grad(f, xs, criterion, reference[idx])
+                keep(idx, xs, loss, criterion.satisfied(out, reference[idx]))
+                step = xs + alpha[idx] * steepest_direction(grad, norm, self.sparsity)
+                xa[idx] = space.project(x0, x0 + project_ball(step - x0, eps_x[idx], norm))
+            idx = (~found).nonzero().flatten()
+            if len(idx) == 0:
+                break
             with torch.no_grad():
-                out = f(xa)
-            keep(xa, criterion.loss(out, reference), criterion.satisfied(out, reference))
+                out = f(xa[idx])
+            keep(idx, xa[idx], criterion.loss(out, reference[idx]), criterion.satisfied(out, reference[idx]))
             if found.all():
                 break
         return best
