@@ -108,3 +108,12 @@ def test_check_space_catches_a_broken_projection():
 
     with pytest.raises(AssertionError, match="idempotent|contained"):
         check_space(Shrink(), torch.zeros(2, 3), torch.ones(2, 3))
+
+
+def test_pgd_cross_entropy_surrogate_passes_check_attack_and_rejects_regression_criteria():
+    check_attack(PGD(eps=0.5, norm="linf", steps=10, loss="ce"))
+    model = torch.nn.Linear(3, 1)
+    with pytest.raises(probe.ProbeError, match="Misclassify or TargetClass"):
+        PGD(eps=0.5, loss="ce")(model, torch.randn(2, 3), probe.Threshold(100.0, direction="up"))
+    with pytest.raises(probe.ProbeError, match="loss"):
+        PGD(eps=0.5, loss="hinge")(model, torch.randn(2, 3))
