@@ -7,8 +7,8 @@ A small CNN is trained here on a synthetic 10-class task of MNIST-size images (1
   all three: wall time (best of ``--repeats``) and success rate (probe stops each input at its first
   success and keeps that point; the peers run every input for all 20 steps and return the last one);
 - minimal L2 distance: probe ``minimal_perturbation`` (DeepFool + FMN, 100 steps), foolbox
-  ``L2FMNAttack`` (100 steps) and torchattacks ``CW`` (c=1, 100 steps); median distance over all
-  inputs (a failure counts as infinite) and success rate.
+  ``L2FMNAttack`` (100 steps; its default largest step 1.0 and a tuned 0.1) and torchattacks ``CW``
+  (c=1, 100 steps); median distance over all inputs (a failure counts as infinite) and success rate.
 
 Run: ``python benchmarks/attacks.py [--device cuda] [--n 256] [--repeats 3]``.
 """
@@ -126,9 +126,12 @@ def main() -> None:
                                                 already_satisfied="keep", steps=100, batch_size=None), 1, device)
     rows.append(("minimal L2", "probe (DeepFool+FMN)", t, res.success.float().mean().item(),
                  median_l2(res.x_adv, res.success)))
-    fb_fmn = fb.attacks.L2FMNAttack(steps=100)
-    t, (_, clipped, success) = timed(lambda: fb_fmn(fmodel, x, y, epsilons=None), 1, device)
-    rows.append(("minimal L2", "foolbox FMN", t, success.float().mean().item(), median_l2(clipped, success)))
+    # foolbox's default largest step (1.0) overshoots at this input scale and leaves distances near 1 or 2;
+    # a step of 0.1 is the fairer peer, so both are shown and the better one is compared against
+    for label, max_step in (("foolbox FMN", 1.0), ("foolbox FMN step 0.1", 0.1)):
+        fb_fmn = fb.attacks.L2FMNAttack(steps=100, max_stepsize=max_step)
+        t, (_, clipped, success) = timed(lambda fb_fmn=fb_fmn: fb_fmn(fmodel, x, y, epsilons=None), 1, device)
+        rows.append(("minimal L2", label, t, success.float().mean().item(), median_l2(clipped, success)))
     cw = torchattacks.CW(model, c=1, kappa=0, steps=100, lr=0.01)
     t, adv = timed(lambda: cw(x, y), 1, device)
     with torch.no_grad():
@@ -146,7 +149,8 @@ def main() -> None:
         print(f"PGD (eps {eps:g}) speed-up over the faster peer: {faster_peer / pgd['probe']:.2f}x")
     dist = {tool: d for work, tool, _, _, d in rows if work == "minimal L2"}
     ours = dist["probe (DeepFool+FMN)"]
-    print(f"median minimal L2, probe / foolbox FMN: {ours / dist['foolbox FMN']:.3f}; "
+    fmn = min(dist["foolbox FMN"], dist["foolbox FMN step 0.1"])
+    print(f"median minimal L2, probe / best foolbox FMN: {ours / fmn:.3f}; "
           f"probe / torchattacks CW: {ours / dist['torchattacks CW']:.3f}")
 
 
