@@ -87,6 +87,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     xtr, ytr = synthetic_digits(4096, seed=0)
+    torch.manual_seed(0)  # the same initial weights, hence the same model, in every run
     model = train(small_cnn(), xtr, ytr).to(device)
     x, y = synthetic_digits(args.n, seed=1)
     x, y = x.to(device), y.to(device)

@@ -328,10 +328,10 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
         attack = "minimal"
     if attack == "minimal" or (isinstance(attack, Attack) and getattr(attack, "minimal", False)):
         if attack == "minimal":
-            res = minimal_perturbation(m, xt, criterion, norm=norm, steps=steps, **kw)
+            res = minimal_perturbation(model, xt, criterion, norm=norm, steps=steps, **kw)
             name = f"minimal:{res.method}"
         else:
-            res = attack(m, xt, criterion, **kw)
+            res = attack(model, xt, criterion, **kw)
             name = attack.name
         dist = torch.where(res.success, res.distance.to(dev), torch.full_like(res.distance.to(dev), float("inf")))
         broken = dist[None, :] <= budgets.to(dev)[:, None] * (1 + 1e-6)
@@ -351,7 +351,7 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
                 continue
             a = copy.copy(template)
             a.eps = e
-            broken[i] = a(m, xt, criterion, **kw).success
+            broken[i] = a(model, xt, criterion, **kw).success
         broken = broken.cummax(0).values
     broken = broken | ~correct[None, :]
     empirical = (~broken).float().mean(1)
