@@ -131,3 +131,15 @@ def test_already_satisfied_and_bad_options_raise_probe_error():
         sensitivity(model, x, method="astrology")
     with pytest.raises(probe.ProbeError, match="target"):
         sensitivity(model, x, method="gradient", target=7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda e: __import__("probe.attacks.fgsm", fromlist=["FGSM"]).FGSM(eps=e),
+    lambda e: __import__("probe.attacks.margin_search", fromlist=["MarginSearch"]).MarginSearch(
+        probe.attacks.PGD(eps=1.0), eps_init=e),
+])
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan"), float("inf")])
+def test_non_positive_budgets_raise_probe_error(make, bad):
+    model = AffineClassifier.random(n_features=4)
+    with pytest.raises(probe.ProbeError, match="eps"):
+        make(bad)(model, torch.randn(3, 4))
