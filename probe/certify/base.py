@@ -60,9 +60,10 @@ class InputSet:
         if self.norm == "box":
             mid = ((self.lower + self.upper) / 2).flatten(1)
             rad = ((self.upper - self.lower) / 2).flatten(1)
-            return (flat @ mid.unsqueeze(2)).squeeze(2) - (flat.abs() @ rad.unsqueeze(2)).squeeze(2)
+            return torch.einsum("nsd,nd->ns", flat, mid) - torch.einsum("nsd,nd->ns", flat.abs(), rad)
         dual = {"linf": 1, "l2": 2, "l1": float("inf")}[self.norm]
-        return (flat @ self.center.flatten(1).unsqueeze(2)).squeeze(2) - self.eps[:, None] * flat.norm(p=dual, dim=2)
+        centre = torch.einsum("nsd,nd->ns", flat, self.center.flatten(1))
+        return centre - self.eps[:, None] * flat.norm(p=dual, dim=2)
 
     def select(self, s: slice | torch.Tensor) -> InputSet:
         def pick(t: torch.Tensor | None) -> torch.Tensor | None:

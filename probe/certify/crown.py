@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..errors import ProbeError
 from .base import BoundMethod, InputSet, register_bound_method
 from .graph import Graph, Node, affine_backward
-from .ibp import interval_bounds
+from .ibp import backward_to_box, interval_bounds
 
 __all__ = ["CROWN", "relax_activation"]
 
@@ -167,6 +167,8 @@ class CROWN(BoundMethod):
         A = spec.reshape(spec.shape[:2] + graph.nodes[out].shape)
         s = spec.shape[1]
         both = backward_lower(graph, out, torch.cat([A, -A], 1), relax, inputs)
+        # interval bounds (on CROWN's tightened boxes) are sound too: keep the better of the two
+        both = torch.maximum(both, backward_to_box(graph, out, torch.cat([A, -A], 1), boxes, inputs))
         return both[:, :s], -both[:, s:]
 
     def _tighten(self, graph: Graph, i: int, box: tuple[torch.Tensor, torch.Tensor], relu_only: bool,
