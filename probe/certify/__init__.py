@@ -7,7 +7,7 @@ bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smo
 """
 
 from .base import BOUND_METHODS, BoundMethod, InputSet, bound_outputs, get_bound_method, register_bound_method
-from .crown import CROWN
+from .crown import CROWN, AlphaCROWN
 from .ibp import IBP
 from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
 from .radius import certified_radius
@@ -15,4 +15,5 @@ from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
 
 __all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_radius", "Smoothing",
            "SmoothingCertificate", "LipschitzBound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
-           "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN"]
+           "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN",
+           "AlphaCROWN"]

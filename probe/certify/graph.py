@@ -239,6 +239,7 @@ def affine_backward(node: Node, A: torch.Tensor, in_shape: tuple[int, ...]) -> t
     z = torch.zeros((n * s,) + tuple(in_shape), dtype=A.dtype, device=A.device, requires_grad=True)
     with torch.enable_grad():
         y = node(z)
-        (grad,) = torch.autograd.grad(y, z, grad_outputs=A.reshape(y.shape))
+        # keep the graph when A itself carries gradients (alpha-CROWN optimises through this product)
+        (grad,) = torch.autograd.grad(y, z, grad_outputs=A.reshape(y.shape), create_graph=A.requires_grad)
     offset = (A.reshape(n, s, -1) * y.detach().reshape(n, s, -1)).sum(2)
     return grad.reshape((n, s) + tuple(in_shape)), offset

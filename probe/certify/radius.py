@@ -16,6 +16,8 @@ not ``model`` itself).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .._device import as_input, model_hygiene, resolve_device
@@ -83,7 +85,7 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
         return _lipschitz_radius(model, x, norm, labels, dev, regression, tolerance, output, options)
     if method == "smoothing":
         return _smoothing_radius(model, x, norm, labels, dev, options)
-    bm = get_bound_method(method)
+    bm = copy.copy(get_bound_method(method))  # options never change the caller's instance
     for key, value in options.items():
         if not hasattr(bm, key):
             raise ProbeError(f"unknown option {key!r} for method {method!r}")

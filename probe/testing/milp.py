@@ -141,6 +141,10 @@ def exact_linf_margin(model: nn.Module, x: torch.Tensor, *, eps_max: float | tor
         z = model(x).detach().double().cpu().numpy()
     ys = z.argmax(1) if labels is None else np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
     emax = np.broadcast_to(np.asarray(torch.as_tensor(eps_max, dtype=torch.float64).cpu()), (len(xs),))
+    bad = ~(np.isfinite(emax) & (emax > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ProbeError(f"eps_max[{i}] = {emax[i]} must be positive and finite (it sets the big-M constants)")
     out = np.empty(len(xs))
     for i, (x0, y) in enumerate(zip(xs, ys)):
         if z[i].argmax() != y:

@@ -6,6 +6,7 @@ from torch import nn
 
 from probe import ProbeError
 from probe.certify.base import bound_outputs
+from probe.certify.crown import AlphaCROWN
 from probe.norms import sample_ball
 
 DUAL = {"linf": 1, "l2": 2, "l1": float("inf")}
@@ -79,9 +80,11 @@ def test_bounds_contain_dense_samples_and_crown_is_tighter(case, norm):
     pts = x[None] + sample_ball((m * 3,) + shape, eps, norm, g, dtype=torch.float64).view((m, 3) + shape)
     with torch.no_grad():
         y = model(pts.reshape((-1,) + shape)).reshape(m, 3, -1)
-    for cert in (ibp, crown):
+    alpha = bound_outputs(model, x, eps, norm=norm, method=AlphaCROWN(iterations=5))
+    for cert in (ibp, crown, alpha):
         assert (y >= cert.lower - 1e-9).all() and (y <= cert.upper + 1e-9).all()
     assert ((crown.upper - crown.lower) <= (ibp.upper - ibp.lower) + 1e-9).all()
+    assert ((alpha.upper - alpha.lower) <= (crown.upper - crown.lower) + 1e-9).all()
 
 
 def test_bounds_contain_pgd_attacks_on_each_output():

@@ -72,3 +72,28 @@ def test_lipschitz_margin_radius_is_sound_for_affine_model():
     L = lipschitz_bound(model, input_shape=(6,))
     r = lipschitz_margin_radius(model, x, L)
     assert (r <= affine_margin(model, x, "l2") + 1e-6).all() and (r > 0).all()
+
+
+def test_lipsdp_between_empirical_lower_bound_and_spectral_product():
+    pytest.importorskip("cvxpy")
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 12), nn.Tanh(), nn.Linear(12, 2))
+    spectral = lipschitz_bound(net).value
+    neuron = lipschitz_bound(net, method="lipsdp-neuron")
+    layer = lipschitz_bound(net, method="lipsdp-layer")
+    lower = empirical_lipschitz_lower_bound(net, torch.randn(16, 2), steps=60)
+    assert lower <= neuron.value * (1 + 1e-6)
+    assert neuron.value <= layer.value * (1 + 1e-6) <= spectral * (1 + 1e-5)
+    assert neuron.layers["max_eigenvalue"] <= 1e-6
+    # L-inf from L2 through sqrt(n_in)
+    assert lipschitz_bound(net, method="lipsdp-neuron", norm="linf").value == pytest.approx(
+        neuron.value * math.sqrt(2), rel=1e-4)
+
+
+def test_lipsdp_of_a_single_linear_layer_is_its_spectral_norm():
+    pytest.importorskip("cvxpy")
+    lin = nn.Linear(5, 3)
+    sv = torch.linalg.matrix_norm(lin.weight.detach().double(), 2).item()
+    assert lipschitz_bound(lin, method="lipsdp-neuron").value == pytest.approx(sv, rel=1e-9)
+    with pytest.raises(ProbeError, match="unknown Lipschitz method"):
+        lipschitz_bound(lin, method="magic")

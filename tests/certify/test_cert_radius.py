@@ -45,8 +45,10 @@ def test_ibp_le_crown_le_exact_margin_le_pgd(seed):
     exact = exact_linf_margin(model, x, eps_max=pgd * 1.001 + 1e-9)
     ibp = certified_radius(model, x, norm="linf", method="ibp")
     crown = certified_radius(model, x, norm="linf", method="crown")
+    alpha = certified_radius(model, x, norm="linf", method="alpha-crown", iterations=15)
     assert (ibp <= crown + 1e-9).all()
-    assert (crown <= exact + 1e-6).all()
+    assert (crown <= alpha + 1e-9).all()
+    assert (alpha <= exact + 1e-6).all()
     assert (exact <= pgd + 1e-6).all()
     assert (crown > 0).all()
 

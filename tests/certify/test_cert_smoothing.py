@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from scipy.stats import beta, norm
+from torch import nn
 
 from probe import ProbeError
 from probe.certify.smoothing import Smoothing, smoothing_radius
@@ -35,13 +36,16 @@ def _binary(seed=0, d=5):
     return AffineClassifier.random(n_features=d, n_classes=2, seed=seed).double()
 
 
-def test_isotropic_smoothing_of_affine_classifier_certifies_its_margin(device):
-    model = _binary().to(device)
+@pytest.mark.parametrize("after_first_layer", [False, True])
+def test_isotropic_smoothing_of_affine_classifier_certifies_its_margin(after_first_layer, device):
+    affine = _binary().to(device)
+    # nn.Sequential(Flatten, Linear) takes the path that samples the noise after the first layer
+    model = nn.Sequential(nn.Flatten(), affine.linear) if after_first_layer else affine
     torch.manual_seed(1)
     x = torch.randn(6, 5, dtype=torch.float64, device=device)
     sigma, n, alpha = 0.5, 20_000, 0.001
     cert = Smoothing(model, sigma, n0=100, n=n, alpha=alpha, batch_size=7_000).certify(x)
-    margin = affine_margin(model, x, "l2")
+    margin = affine_margin(affine, x, "l2")
     p = torch.distributions.Normal(0.0, 1.0).cdf(margin / sigma)   # P(f(x + noise) = f(x)) exactly
     assert (cert.label == model(x).argmax(1)).all()
     assert cert.confidence == pytest.approx(1 - alpha)
@@ -51,11 +55,13 @@ def test_isotropic_smoothing_of_affine_classifier_certifies_its_margin(device):
         assert cert.radius[i] >= _sampling_floor(float(p[i]), n, alpha, sigma) - 1e-12
 
 
-def test_anisotropic_smoothing_certifies_the_exact_ellipsoid():
+@pytest.mark.parametrize("after_first_layer", [False, True])
+def test_anisotropic_smoothing_certifies_the_exact_ellipsoid(after_first_layer):
     model = _binary(seed=2, d=4)
     x = torch.randn(5, 4, dtype=torch.float64)
     sigma = torch.tensor([0.2, 0.5, 1.0, 0.1], dtype=torch.float64)
-    cert = Smoothing(model, sigma, n=20_000).certify(x)
+    smoothed = nn.Sequential(model.linear) if after_first_layer else model
+    cert = Smoothing(smoothed, sigma, n=20_000).certify(x)
     w = model.linear.weight.detach()
     dw = w[0] - w[1]
     z = model(x).detach()
