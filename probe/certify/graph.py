@@ -226,8 +226,10 @@ def affine_backward(node: Node, A: torch.Tensor, in_shape: tuple[int, ...]) -> t
     n, s = A.shape[:2]
     m = node.module
     if isinstance(m, nn.Linear):
-        offset = torch.einsum("nso,o->ns", A, m.bias) if m.bias is not None else A.new_zeros(n, s)
-        return torch.einsum("nso,oi->nsi", A, m.weight), offset
+        # Linear acts on the last dimension; any middle dimensions (sequence positions) ride along
+        offset = torch.einsum("...o,o->...", A, m.bias).reshape(n, s, -1).sum(2) if m.bias is not None \
+            else A.new_zeros(n, s)
+        return torch.einsum("...o,oi->...i", A, m.weight), offset
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         scale, shift = batchnorm_affine(m)
         view = (1, 1, -1) + (1,) * (A.dim() - 3)

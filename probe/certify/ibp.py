@@ -59,7 +59,7 @@ def interval_bounds(graph: Graph, inputs: InputSet) -> list[tuple[torch.Tensor, 
                 ball[i] = True
             rb = _ball_radius(node, inputs, c) if ball[j] else None
             c2 = node(c)
-            r2 = rb.view_as(c2) if rb is not None and not ball[i] else abs_apply(node, r)
+            r2 = rb.expand_as(c2) if rb is not None and not ball[i] else abs_apply(node, r)
             out.append((c2 - r2, c2 + r2))
         elif node.kind in ("act", "maxpool"):
             (l, u) = src[0]
