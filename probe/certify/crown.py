@@ -12,7 +12,8 @@ input the set is concretized by Hölder's inequality,
 backward pass (intersected with the interval bounds, which are also sound), computed only
 for the neurons whose ReLU is unstable.
 
-Relaxations: ReLU / LeakyReLU use the chord above and CROWN's adaptive lower line (slope 1
+Relaxations: convex increasing activations (Softplus, ELU) use the chord above and the tangent
+at the midpoint below. ReLU / LeakyReLU use the chord above and CROWN's adaptive lower line (slope 1
 if :math:`u > -l`, else the negative slope). Tanh and sigmoid use the DeepPoly rule (Singh
 et al., POPL 2019): the chord where the function is convex (upper) or concave (lower), else a
 line of slope :math:`\min(\sigma'(l), \sigma'(u))` through the end point. MaxPool: the
@@ -60,6 +61,8 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
         b_up = torch.where(unstable, s * l - chord * l, torch.zeros_like(u))
         a_lo = torch.where(unstable, torch.where(u > -l, 1.0, s).to(u), chord)
         return a_lo, torch.zeros_like(u), chord, b_up
+    if act == "convex":
+        return _relax_convex(node, l, u)
     f = torch.tanh if act == "tanh" else torch.sigmoid
     fl, fu = f(l), f(u)
     width = u - l
@@ -72,6 +75,24 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
         a_lo = torch.where(tiny, flat, a_lo)
         a_up = torch.where(tiny, flat, a_up)
     return a_lo, fl - a_lo * l, a_up, fu - a_up * u
+
+
+def _relax_convex(node: Node, l: torch.Tensor, u: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Convex increasing activations (Softplus, ELU with alpha <= 1): chord above, tangent at the midpoint below."""
+    fl, fu = node(l), node(u)
+    width = u - l
+    tiny = width <= 1e-6 * (1 + l.abs())
+    chord = (fu - fl) / torch.where(tiny, torch.ones_like(width), width)
+    mid = (l + u) / 2
+    tangent = node.derivative(mid)
+    # Softplus switches to the identity above its threshold, a jump of about exp(-threshold): keep that slack
+    slack = 1e-7 * (1 + fl.abs())
+    a_lo = torch.where(tiny, torch.zeros_like(u), tangent)
+    b_lo = torch.where(tiny, fl, node(mid) - tangent * mid) - slack
+    a_up = torch.where(tiny, torch.zeros_like(u), chord)
+    b_up = torch.where(tiny, fu, fl - chord * l) + slack
+    return a_lo, b_lo, a_up, b_up
 
 
 def _maxpool_relax(node: Node, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

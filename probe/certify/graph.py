@@ -23,7 +23,8 @@ __all__ = ["Node", "Graph", "build_graph"]
 _AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
                    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                    nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_ACT_MODULES = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+_ACT_MODULES = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+                nn.Softplus: "convex", nn.ELU: "convex"}
 _ACT_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.leaky_relu: "leaky_relu", torch.tanh: "tanh",
                   F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
 _ACT_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
@@ -48,6 +49,13 @@ class Node:
 
     def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
         return self.fn(*xs)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        """Slope of an element-wise activation at ``x`` (by autograd, so any smooth activation works)."""
+        z = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.fn(z).sum(), z)
+        return g
 
 
 @dataclass
@@ -141,6 +149,9 @@ def build_graph(model: nn.Module) -> Graph:
                 _check_module(tgt, m)
                 node = Node(tgt, "affine", src, fn=m, module=m)
             elif type(m) in _ACT_MODULES:
+                if isinstance(m, nn.ELU) and not 0 <= m.alpha <= 1:
+                    raise ProbeError(f"layer {tgt!r}: ELU with alpha {m.alpha} is not convex; bound propagation "
+                                     "handles 0 <= alpha <= 1")
                 slope = float(getattr(m, "negative_slope", 0.0))
                 node = Node(tgt, "act", src, fn=m, module=m, act=_ACT_MODULES[type(m)], slope=slope)
             elif isinstance(m, _MAXPOOL):
@@ -150,7 +161,8 @@ def build_graph(model: nn.Module) -> Graph:
                 node = Node(tgt, "maxpool", src, fn=m, module=m)
             else:
                 raise ProbeError(f"cannot bound layer {tgt!r} ({type(m).__name__}): supported are Linear, "
-                                 "Conv1d/2d/3d, ReLU, LeakyReLU, Tanh, Sigmoid, AvgPool, MaxPool, Flatten, "
+                                 "Conv1d/2d/3d, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, ELU, AvgPool, MaxPool, "
+                                 "Flatten, "
                                  "BatchNorm (eval), Dropout (eval) and residual additions")
         elif op in ("call_function", "call_method"):
             name = f"{fx_node.name} ({tgt if isinstance(tgt, str) else getattr(tgt, '__name__', tgt)})"

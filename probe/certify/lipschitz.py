@@ -114,6 +114,9 @@ def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, dtype: torc
     if node.kind == "act":
         if node.act == "leaky_relu":
             return max(1.0, abs(node.slope))
+        if node.act == "convex":
+            # Softplus(beta) and ELU(alpha <= 1) have slopes in [0, 1]
+            return 1.0
         return _ACT_SLOPE[node.act]
     if node.kind == "maxpool":
         m = node.module

@@ -35,7 +35,7 @@ from .lipschitz import LipschitzBound, register_lipschitz_method
 
 __all__ = ["lipsdp", "dense_layers"]
 
-_SLOPES = {"relu": (0.0, 1.0), "tanh": (0.0, 1.0), "sigmoid": (0.0, 0.25)}
+_SLOPES = {"relu": (0.0, 1.0), "tanh": (0.0, 1.0), "sigmoid": (0.0, 0.25), "convex": (0.0, 1.0)}
 _MAX_DENSE = 1 << 22
 
 

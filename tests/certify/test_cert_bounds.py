@@ -64,10 +64,12 @@ def _zoo():
     mlp = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Sequential(nn.Linear(16, 16), nn.ReLU()), nn.Linear(16, 2))
     conv1d = nn.Sequential(nn.Conv1d(2, 3, 3), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(6, 2))
     per_position = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3), nn.Flatten(), nn.Linear(15, 2))
-    return [(conv, (1, 8, 8)), (mlp, (6,)), (conv1d, (2, 7)), (per_position, (5, 4))]
+    convex = nn.Sequential(nn.Linear(3, 10), nn.Softplus(beta=2.0), nn.Linear(10, 10), nn.ELU(0.5), nn.Linear(10, 1),
+                           nn.Softplus())
+    return [(conv, (1, 8, 8)), (mlp, (6,)), (conv1d, (2, 7)), (per_position, (5, 4)), (convex, (3,))]
 
 
-@pytest.mark.parametrize("case", range(4))
+@pytest.mark.parametrize("case", range(5))
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
 def test_bounds_contain_dense_samples_and_crown_is_tighter(case, norm):
     model, shape = _zoo()[case]

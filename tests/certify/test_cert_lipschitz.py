@@ -49,7 +49,8 @@ def test_conv_needs_input_shape():
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_empirical_lower_bound_below_upper_bound(norm):
     torch.manual_seed(2)
-    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
+    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8), nn.Softplus(),
+                        nn.Linear(8, 2))
     upper = lipschitz_bound(net, norm=norm).value
     lower = empirical_lipschitz_lower_bound(net, torch.randn(16, 3), norm=norm, steps=30)
     assert 0 < lower <= upper
