@@ -7,6 +7,7 @@ bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smo
 """
 
 from .base import BOUND_METHODS, BoundMethod, InputSet, bound_outputs, get_bound_method, register_bound_method
+from .conformance import check_bound_method
 from .crown import CROWN, AlphaCROWN
 from .ibp import IBP
 from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
@@ -16,4 +17,4 @@ from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
 __all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_radius", "Smoothing",
            "SmoothingCertificate", "LipschitzBound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
            "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN",
-           "AlphaCROWN"]
+           "AlphaCROWN", "check_bound_method"]
