@@ -8,12 +8,12 @@ callbacks; every function trains the model in place and returns a :class:`TrainR
 """
 
 from .adversarial import adversarial
-from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, margin_certified_radius, project_lipschitz
+from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, project_lipschitz
 from .loop import EpochLog, TrainResult, standard
 from .trades import trades
 
 __all__ = [
     "standard", "adversarial", "trades", "lipschitz_budget",
-    "project_lipschitz", "layer_norms", "lipschitz_upper_bound", "margin_certified_radius",
+    "project_lipschitz", "layer_norms", "lipschitz_upper_bound",
     "TrainResult", "EpochLog",
 ]

@@ -30,7 +30,7 @@ from ..errors import ProbeError
 from ..norms import check_norm
 from .loop import Callback, TrainResult, check_model, check_positive, fit
 
-__all__ = ["lipschitz_budget", "project_lipschitz", "layer_norms", "lipschitz_upper_bound", "margin_certified_radius"]
+__all__ = ["lipschitz_budget", "project_lipschitz", "layer_norms", "lipschitz_upper_bound"]
 
 _ACTIVATIONS = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Softplus, torch.nn.Hardtanh,
                 torch.nn.Identity, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Dropout)
@@ -232,29 +232,6 @@ def project_lipschitz(model: torch.nn.Module, *, budget: float, norm: str = "l2"
     return _project(_Norms(layers, norm, spatial, 0), budget, exact=True)
 
 
-def margin_certified_radius(logits: torch.Tensor, labels: torch.Tensor, lipschitz: float, *,
-                            norm: str = "l2") -> torch.Tensor:
-    r"""Lipschitz-margin certificate (Tsuzuku, Sato & Sugiyama, NeurIPS 2018).
-
-    If the logits are ``L``-Lipschitz from the input norm to the same norm, every logit
-    difference :math:`z_y - z_j` is :math:`c L`-Lipschitz with :math:`c = \sqrt 2` for L2 and
-    :math:`c = 2` for L-inf, so the prediction cannot change within
-    :math:`r = (z_y - \max_{j \ne y} z_j) / (c L)`.
-
-    Returns
-    -------
-    torch.Tensor, shape (N,)
-        Certified radius; 0 where the input is misclassified.
-    """
-    norm = _check_lipschitz_norm(norm)
-    lipschitz = check_positive(lipschitz, "lipschitz")
-    y = labels.long().to(logits.device)
-    zy = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    c = math.sqrt(2.0) if norm == "l2" else 2.0
-    return ((zy - other) / (c * lipschitz)).clamp(min=0)
-
-
 def _check_lipschitz_norm(norm: object) -> str:
     n = check_norm(norm)
     if n not in ("l2", "linf"):
@@ -276,7 +253,7 @@ def lipschitz_budget(model: torch.nn.Module, loader: Iterable, *, budget: float,
     :math:`\mathrm{Lip}_p(f) \le \prod_i \lVert W_i \rVert \le \text{budget}`. With
     ``margin_eps > 0`` the loss is the Lipschitz-margin cross-entropy of Tsuzuku et al.
     (2018), :math:`\mathrm{CE}(z + c L \epsilon (1 - e_y), y)` with :math:`c = \sqrt 2` (L2) or
-    2 (L-inf), which enlarges the margins that :func:`margin_certified_radius` certifies.
+    2 (L-inf), which enlarges the margins that :func:`probe.certify.lipschitz_margin_radius` certifies.
 
     Parameters
     ----------

@@ -158,15 +158,21 @@ def _batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Ten
         yield x.to(device), y.long().to(device)
 
 
-def _check_labels(logits: torch.Tensor, y: torch.Tensor, batch: int) -> None:
-    if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
-        raise ProbeError(f"the model returned shape {tuple(logits.shape)} for a batch of {y.shape[0]} inputs; "
+def _check_labels(logits: object, y: torch.Tensor, batch: int) -> int:
+    """Number of classes of the model, after checking its output shape on the first batch."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != y.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ProbeError(f"the model returned {shape} for a batch of {y.shape[0]} inputs; "
                          "training needs class scores of shape (N, C)")
-    bad = ((y < 0) | (y >= logits.shape[1])).nonzero()
+    return int(logits.shape[1])
+
+
+def _check_label_range(y: torch.Tensor, n_classes: int, batch: int) -> None:
+    bad = ((y < 0) | (y >= n_classes)).nonzero()
     if len(bad):
         j = int(bad[0])
         raise ProbeError(f"label {int(y[j])} of input {j} in batch {batch} is not a class index of a model with "
-                         f"{logits.shape[1]} outputs")
+                         f"{n_classes} outputs")
 
 
 def make_optimizer(model: torch.nn.Module, optimizer: object, lr: float) -> torch.optim.Optimizer:
@@ -236,6 +242,7 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
     history: list[EpochLog] = []
     steps = 0
     extras: dict = {}
+    n_classes: int | None = None
     rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []) if seed is not None \
         else contextlib.nullcontext()
     with rng, _training_hygiene(model, dev) as m:
@@ -247,10 +254,13 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
             start = time.perf_counter()
             total, correct, seen, loss_sum = 0, 0, 0, 0.0
             for b, (x, y) in enumerate(_batches(loader, dev)):
+                if n_classes is None:
+                    m.eval()
+                    with torch.no_grad():
+                        n_classes = _check_labels(m(x), y, b)
+                _check_label_range(y, n_classes, b)
                 m.train()
                 loss, clean_logits = batch_loss(m, x, y)
-                if b == 0 and epoch == 0:
-                    _check_labels(clean_logits, y, b)
                 if not torch.isfinite(loss):
                     raise ProbeError(f"the training loss became {loss.item()} at epoch {epoch}, batch {b}; "
                                      "lower the learning rate")
