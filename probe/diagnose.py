@@ -137,7 +137,7 @@ def _margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -Misclassify().loss(out, y)
 
 
-def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
+def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float | torch.Tensor, norm: str = "linf",
                   queries: int = 500, space: Space | None = None, p_init: float = 0.1,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Gradient-free random search for misclassification inside an L-p ball, in the style of Square Attack.
@@ -158,7 +158,7 @@ def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float
     x : torch.Tensor, shape (N, ...)
     y : torch.Tensor of int, shape (N,)
         Labels to move away from.
-    eps : float
+    eps : float or torch.Tensor of shape (N,)
     norm : {"linf", "l2", "l1"}, default "linf"
     queries : int, default 500
         Model evaluations per input (after the initial one).
@@ -177,6 +177,9 @@ def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float
     space = as_space(space)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     n, d = x.shape[0], x[0].numel()
+    radius = torch.as_tensor(eps, dtype=x.dtype, device=x.device).reshape(-1)
+    radius = radius.expand(n) if radius.numel() == 1 else radius
+    eps = radius[:, None]
     flat_shape = (n, d)
 
     def rand(*shape: int) -> torch.Tensor:
@@ -192,7 +195,7 @@ def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float
         return delta * (eps / nrm)
 
     def evaluate(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xa = space.project(x, x + project_ball(delta.view_as(x), eps, norm))
+        xa = space.project(x, x + project_ball(delta.view_as(x), radius, norm))
         with torch.no_grad():
             return _margin(forward(model, xa, check=False), y), xa - x
 
@@ -216,7 +219,7 @@ def random_search(model: object, x: torch.Tensor, y: torch.Tensor, *, eps: float
             signs = eps * torch.where(rand(*flat_shape) < 0.5, -1.0, 1.0)
             proposal = torch.where(pick, signs, delta)
         else:
-            scale = (eps / math.sqrt(k)) if norm == "l2" else eps / k
+            scale = eps / math.sqrt(k) if norm == "l2" else eps / k
             proposal = to_sphere(delta + pick * randn(*flat_shape) * scale)
         loss, real = evaluate(proposal)
         accept = active & (loss < best)

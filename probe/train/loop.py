@@ -289,6 +289,7 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
                 break
         if finish is not None:
             extras = finish(m)
+        opt.zero_grad(set_to_none=True)
     return TrainResult(model=model, history=tuple(history), method=method, settings=settings, extras=extras)
 
 
