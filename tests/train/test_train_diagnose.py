@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from conftest import one_thread
@@ -80,7 +82,7 @@ def test_report_is_frozen_and_explains_every_check(reports):
     rep = reports["quantized"]
     assert set(rep.flags) == set(CHECKS) == set(rep.explanations)
     assert all(len(v) > 80 for v in rep.explanations.values())
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         rep.eps = 1.0
     with pytest.raises(TypeError):
         rep.flags["zero_gradients"] = False
