@@ -249,7 +249,8 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
         if seed is not None:
             torch.manual_seed(int(seed))
         opt = make_optimizer(m, optimizer, lr)
-        bar = tqdm(range(epochs), desc=method, disable=not progress, leave=False)
+        # disable=None: tqdm turns itself off when not on a terminal
+        bar = tqdm(range(epochs), desc=method, disable=None if progress else True, leave=False)
         for epoch in bar:
             start = time.perf_counter()
             total, correct, seen, loss_sum = 0, 0, 0, 0.0

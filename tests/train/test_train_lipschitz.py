@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 from conftest import make_loader, make_mlp, one_thread
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import probe
 from probe.attacks.pgd import PGD
@@ -117,3 +119,13 @@ def test_bad_input_raises_probe_error(digits):
     with pytest.raises(probe.ProbeError, match="overlapping"):
         lipschitz_budget(torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.MaxPool1d(3, stride=1)), loader,
                          budget=1.0)
+
+
+@settings(max_examples=12, deadline=None)
+@given(c_in=st.integers(1, 3), c_out=st.integers(1, 4), k=st.integers(1, 4), stride=st.integers(1, 3),
+       padding=st.integers(0, 2), n=st.integers(4, 9), seed=st.integers(0, 10_000))
+def test_conv_bound_soundness_property(c_in, c_out, k, stride, padding, n, seed):
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False).double()
+    exact = operator_norm(lambda z: conv(z), (c_in, n, n), iterations=300)
+    assert exact <= float(conv_l2_upper_bound(conv, (n, n))) * (1 + 1e-6)
