@@ -50,7 +50,7 @@ class Predictor:
     def _call(self, X: torch.Tensor) -> torch.Tensor:
         if self.numpy:
             out = np.asarray(self.fn(X.detach().cpu().numpy()), dtype=float)
-            return forward(lambda _: torch.as_tensor(out, dtype=X.dtype), X)
+            return forward(lambda _: torch.as_tensor(out, dtype=torch.float64), X)
         try:
             return forward(self.fn, X)
         except TypeError:
@@ -66,7 +66,7 @@ class Predictor:
                 self.calls += 1
                 self.rows += s.stop - s.start
                 outs.append(self._call(X[s]))
-        return torch.cat(outs).to(X.dtype)
+        return torch.cat(outs)
 
 
 def as_predictor(model: object, **kwargs) -> Predictor:

@@ -43,12 +43,20 @@ ADDITIVE_DESCRIPTORS = ("MolLogP", "MolMR", "TPSA", "LabuteASA")
 def atom_contributions(mol: Chem.Mol) -> dict[str, np.ndarray]:
     """Per-atom contributions to the atom-additive descriptors (raw units), each summing to the descriptor.
 
-    Wildman & Crippen, J. Chem. Inf. Comput. Sci. 39, 868 (1999) for logP and MR; Ertl et al.,
+    Wildman & Crippen, J. Chem. Inf. Comput. Sci. 39, 868 (1999) for logP and MR (hydrogen
+    contributions added to their heavy atom); Ertl et al.,
     J. Med. Chem. 43, 3714 (2000) for TPSA; Labute, J. Mol. Graph. Model. 18, 464 (2000) for
     the approximate surface area (whose implicit-hydrogen term is shared out over the heavy
     atoms in proportion to their hydrogen counts).
     """
-    crippen = np.asarray(rdMolDescriptors._CalcCrippenContribs(mol), dtype=float)
+    # Crippen types hydrogens too: type them on the explicit-H graph and fold each H onto its heavy atom
+    mh = Chem.AddHs(mol)
+    ch = np.asarray(rdMolDescriptors._CalcCrippenContribs(mh), dtype=float)
+    n = mol.GetNumAtoms()
+    crippen = ch[:n].copy()
+    for atom in mh.GetAtoms():
+        if atom.GetIdx() >= n:
+            crippen[atom.GetNeighbors()[0].GetIdx()] += ch[atom.GetIdx()]
     tpsa = np.asarray(rdMolDescriptors._CalcTPSAContribs(mol), dtype=float)
     asa, h_asa = rdMolDescriptors._CalcLabuteASAContribs(mol)
     asa = np.asarray(asa, dtype=float)
@@ -100,6 +108,8 @@ def _incidence(features: Features, i: int) -> tuple[np.ndarray, np.ndarray, np.n
     vals: list[float] = []
     ms = fz.morgan_slice()
     if ms is not None:
+        if features.bit_info is None:
+            raise ProbeError("these features hold no fingerprint bit maps (featurized with bit_info=False)")
         r, c = _bit_atom_pairs(mol, features.bit_info[i], fz.counts)
         rows += r.tolist()
         cols += (c + ms.start).tolist()

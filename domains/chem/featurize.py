@@ -114,16 +114,16 @@ class Featurizer:
     def _generator(self):
         return rdFingerprintGenerator.GetMorganGenerator(radius=self.radius, fpSize=self.n_bits)
 
-    def raw(self, mols: MoleculeSet) -> tuple[np.ndarray, tuple | None]:
+    def raw(self, mols: MoleculeSet, bit_info: bool = True) -> tuple[np.ndarray, tuple | None]:
         """Raw feature matrix (N, F) in each feature's own units and the bit maps (or None)."""
-        blocks, bit_info = [], None
+        blocks, info = [], None
         for k in self.kinds:
             if k == "morgan":
-                fp, bit_info = _morgan(mols, self._generator(), self.counts, self.n_bits)
+                fp, info = _morgan(mols, self._generator(), self.counts, self.n_bits, bit_info)
                 blocks.append(fp)
             else:
                 blocks.append(_descriptors(mols, self.descriptors))
-        return np.concatenate(blocks, axis=1), bit_info
+        return np.concatenate(blocks, axis=1), info
 
     @classmethod
     def fit(cls, molecules: object, *, kind: str | Sequence[str] = "morgan", radius: int = 2, n_bits: int = 2048,
@@ -132,7 +132,8 @@ class Featurizer:
         """Choose the columns and fit the standardisation on ``molecules``; see :func:`featurize`."""
         base = _config(kind, radius, n_bits, counts, descriptors)
         mols = as_molecules(molecules)
-        raw, _ = base.raw(mols)
+        raw, bit_info = base.raw(mols)
+        mols, raw, _ = _drop_nonfinite(mols, raw, bit_info, base.names, "raise")
         return base._fitted(raw, standardize)
 
     def _fitted(self, raw: np.ndarray, standardize: bool | None) -> Featurizer:
@@ -148,10 +149,14 @@ class Featurizer:
         return Featurizer(self.kinds, self.radius, self.n_bits, self.counts, self.descriptors, mean, scale)
 
     def __call__(self, molecules: object, *, on_error: str = "raise", device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32) -> Features:
-        """Features of ``molecules`` in this featuriser's columns and scale."""
+                 dtype: torch.dtype = torch.float32, bit_info: bool = True) -> Features:
+        """Features of ``molecules`` in this featuriser's columns and scale.
+
+        ``bit_info=False`` skips the bit -> atom maps (faster when only ``X`` is needed).
+        """
         mols = as_molecules(molecules, on_error=on_error)
-        raw, bit_info = self.raw(mols)
+        raw, bit_info = self.raw(mols, bit_info)
+        mols, raw, bit_info = _drop_nonfinite(mols, raw, bit_info, self.names, on_error)
         return self._features(mols, raw, bit_info, device, dtype)
 
     def _features(self, mols, raw, bit_info, device, dtype) -> Features:
@@ -248,7 +253,7 @@ class Features:
         RDKit's similarity maps.
         """
         if self.bit_info is None:
-            raise ProbeError("these features hold no fingerprint; featurize with kind='morgan'")
+            raise ProbeError("these features hold no fingerprint bit maps; featurize with kind='morgan'")
         return environment_atoms(self.molecules[i], self.bit_info[i])
 
     def bounds(self, kind: str = "data", margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -329,19 +334,22 @@ def _config(kind, radius, n_bits, counts, descriptors) -> Featurizer:
     return Featurizer(kinds, int(radius), int(n_bits), bool(counts), descriptors)
 
 
-def _morgan(mols: MoleculeSet, gen, counts: bool, n_bits: int) -> tuple[np.ndarray, tuple]:
+def _morgan(mols: MoleculeSet, gen, counts: bool, n_bits: int, bit_info: bool = True
+            ) -> tuple[np.ndarray, tuple | None]:
     fp = np.zeros((len(mols), n_bits))
     infos = []
     for i, mol in enumerate(mols.mols):
+        if not bit_info:
+            fp[i] = gen.GetCountFingerprintAsNumPy(mol) if counts else gen.GetFingerprintAsNumPy(mol)
+            continue
         ao = rdFingerprintGenerator.AdditionalOutput()
         ao.AllocateBitInfoMap()
         if counts:
-            v = gen.GetCountFingerprintAsNumPy(mol, additionalOutput=ao)
+            fp[i] = gen.GetCountFingerprintAsNumPy(mol, additionalOutput=ao)
         else:
-            v = gen.GetFingerprintAsNumPy(mol, additionalOutput=ao)
-        fp[i] = v
-        infos.append({int(b): tuple((int(a), int(r)) for a, r in envs) for b, envs in ao.GetBitInfoMap().items()})
-    return fp, tuple(infos)
+            fp[i] = gen.GetFingerprintAsNumPy(mol, additionalOutput=ao)
+        infos.append(ao.GetBitInfoMap())  # {bit: ((center, radius), ...)}
+    return fp, (tuple(infos) if bit_info else None)
 
 
 def _descriptors(mols: MoleculeSet, names: Sequence[str]) -> np.ndarray:
@@ -353,11 +361,33 @@ def _descriptors(mols: MoleculeSet, names: Sequence[str]) -> np.ndarray:
             except Exception as err:  # RDKit descriptor code raises assorted errors on odd chemistry
                 raise ProbeError(f"descriptor {name} cannot be computed for molecule {i} ({mols.names[i]}, "
                                  f"{mols.smiles[i]!r}): {err}") from None
-            if not np.isfinite(v):
-                raise ProbeError(f"descriptor {name} is {v} for molecule {i} ({mols.names[i]}, {mols.smiles[i]!r}); "
-                                 "drop the molecule or the descriptor")
             out[i, j] = v
     return out
+
+
+def _drop_nonfinite(mols: MoleculeSet, raw: np.ndarray, bit_info: tuple | None, names: Sequence[str], on_error: str
+                    ) -> tuple[MoleculeSet, np.ndarray, tuple | None]:
+    """Raise on (or, with ``on_error="skip"``, drop with a warning) molecules with a NaN/inf feature."""
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return mols, raw, bit_info
+    rows = np.flatnonzero(bad.any(1))
+    msgs = []
+    for i in rows[:5]:
+        j = int(np.flatnonzero(bad[i])[0])
+        msgs.append(f"descriptor {names[j]} is {raw[i, j]} for molecule {mols.source[i]} ({mols.names[i]}, "
+                    f"{mols.smiles[i]!r})")
+    more = f" (and {len(rows) - 5} more molecules)" if len(rows) > 5 else ""
+    if on_error == "raise":
+        raise ProbeError("; ".join(msgs) + more + "; drop the molecule or the descriptor, or pass on_error='skip'")
+    import warnings
+
+    warnings.warn("; ".join(msgs) + more + "; skipped", stacklevel=3)
+    keep = np.flatnonzero(~bad.any(1))
+    if not len(keep):
+        raise ProbeError("every molecule has a non-finite descriptor")
+    info = None if bit_info is None else tuple(bit_info[i] for i in keep)
+    return mols.subset(keep), raw[keep], info
 
 
 def featurize(molecules: object, *, kind: str | Sequence[str] = "morgan", radius: int = 2, n_bits: int = 2048,
@@ -410,5 +440,6 @@ def featurize(molecules: object, *, kind: str | Sequence[str] = "morgan", radius
     base = _config(kind, radius, n_bits, counts, descriptors)
     mols = as_molecules(molecules, on_error=on_error)
     raw, bit_info = base.raw(mols)
+    mols, raw, bit_info = _drop_nonfinite(mols, raw, bit_info, base.names, on_error)
     fitted = base._fitted(raw, standardize)
     return fitted._features(mols, raw, bit_info, device, dtype)

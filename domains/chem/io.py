@@ -20,6 +20,8 @@ from probe.errors import ProbeError
 
 __all__ = ["MoleculeSet", "as_molecules", "read_sdf", "from_frame"]
 
+_DUMMY = Chem.MolFromSmarts("[#0]")
+
 
 @dataclass(frozen=True)
 class MoleculeSet:
@@ -81,8 +83,8 @@ def _check_mol(mol: Chem.Mol, label: str, allow_dummy: bool) -> str | None:
     """Why a parsed molecule cannot be featurised, or None."""
     if mol.GetNumAtoms() == 0:
         return f"{label} has no atoms"
-    if not allow_dummy:
-        dummies = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 0]
+    if not allow_dummy and mol.HasSubstructMatch(_DUMMY):
+        dummies = [m[0] for m in mol.GetSubstructMatches(_DUMMY)]
         if dummies:
             return (f"{label} has dummy atom(s) (*, R#) at atom index {dummies}: descriptors and fingerprints of "
                     "an incomplete structure are not those of a real molecule")
