@@ -34,7 +34,6 @@ def test_chem_command_bad_input(tmp_path, capsys):
 def _entry_points(monkeypatch):
     """The chem command is found through the entry point even when this checkout is not installed."""
     import probe.cli
-
     from domains.chem.cli import COMMAND
 
     found = probe.cli.discover

@@ -43,7 +43,7 @@ def test_morgan_bits_and_environment_map():
         mol = f.molecules[i]
         for bit, atoms in f.bit_atoms(i).items():
             assert atoms and max(atoms) < mol.GetNumAtoms()
-            for center, radius in f.bit_info[i][bit]:
+            for center, _radius in f.bit_info[i][bit]:
                 assert center in atoms
     c = featurize(SMILES, kind="morgan", n_bits=1024, counts=True)
     assert c.raw.max() > 1 and (c.raw > 0).sum() == (f.raw > 0).sum()
