@@ -15,16 +15,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probe.criteria import Criterion, Threshold
+from probe.criteria import Criterion
 from probe.errors import ProbeError
-from probe.models import forward
+from probe.microscope import minimal_perturbation
 from probe.results import AttackResult
 from probe.spaces import Box
 
 from ._model import as_predictor
 from .featurize import Features
 
-__all__ = ["Drop", "DescriptorShifts", "descriptor_shifts", "minimal_perturbation"]
+__all__ = ["Drop", "DescriptorShifts", "descriptor_shifts", "descriptor_sensitivity"]
 
 
 class Drop(Criterion):
@@ -56,59 +56,6 @@ class Drop(Criterion):
 
     def satisfied(self, outputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return self.loss(outputs, reference) >= 0
-
-
-def minimal_perturbation(model: object, x: torch.Tensor, criterion: Criterion, *, norm: str = "l2",
-                         space: Box | None = None, tol: float = 1e-4, steps: int = 60, max_eps: float = 1e3
-                         ) -> AttackResult:
-    """Minimal-norm perturbation by ``probe.minimal_perturbation`` when present, else PGD with bisection.
-
-    The fallback bisects the PGD budget :math:`\\epsilon` (no random start, so the search is
-    deterministic) until the smallest successful budget is known to a relative ``tol``; the
-    returned point is the one PGD found at that budget. On a model that is linear in the
-    features this is the exact margin :math:`|f(x) - t| / \\lVert w \\rVert_q` up to ``tol``.
-    """
-    try:
-        from probe.microscope import minimal_perturbation as core_minimal
-    except ImportError:
-        core_minimal = None
-    if core_minimal is not None:
-        return core_minimal(model, x, criterion, norm=norm, space=space)
-    from probe.attacks.pgd import PGD
-
-    n = len(x)
-    lo = torch.zeros(n)
-    hi = torch.full((n,), 0.1)
-    best = None
-    for _ in range(60):  # grow the budget until it succeeds (or reaches max_eps)
-        res = PGD(eps=hi.clone(), norm=norm, steps=steps, random_start=False)(model, x, criterion, space=space,
-                                                                              already_satisfied="keep")
-        ok = res.success.cpu()
-        best = res if best is None else _merge(best, res, ok & ~best.success.cpu())
-        if ok.all() or (hi >= max_eps).all():
-            break
-        lo = torch.where(ok, lo, hi)
-        hi = torch.where(ok, hi, (hi * 4).clamp(max=max_eps))
-    found = best.success.cpu()
-    hi = torch.where(found, hi, torch.full_like(hi, max_eps))
-    while bool(((hi - lo) > tol * hi.clamp(min=1e-12))[found].any()):
-        mid = (lo + hi) / 2
-        res = PGD(eps=mid.clamp(min=1e-12), norm=norm, steps=steps, random_start=False)(
-            model, x, criterion, space=space, already_satisfied="keep")
-        ok = res.success.cpu() & found
-        best = _merge(best, res, ok)
-        hi = torch.where(ok, mid, hi)
-        lo = torch.where(ok | ~found, lo, mid)
-    return best
-
-
-def _merge(a: AttackResult, b: AttackResult, take_b: torch.Tensor) -> AttackResult:
-    t = take_b.to(a.x_adv.device)
-    view = (-1,) + (1,) * (a.x_adv.dim() - 1)
-    pick = lambda u, v: torch.where(t.view(view) if u.dim() > 1 else t, v, u)  # noqa: E731
-    return AttackResult(x_adv=pick(a.x_adv, b.x_adv), delta=pick(a.delta, b.delta), success=pick(a.success, b.success),
-                        distance=pick(a.distance, b.distance), queries=a.queries + b.queries, norm=a.norm,
-                        method="pgd+bisection")
 
 
 @dataclass(frozen=True)
@@ -157,7 +104,7 @@ class DescriptorShifts:
 
 def descriptor_shifts(model: object, features: Features, index: object = None, criterion: Criterion | None = None, *,
                       norm: str = "l2", bounds: str = "data", margin: float = 0.0, immutable: Sequence[str] = (),
-                      tol: float = 1e-4, atol: float = 1e-6) -> DescriptorShifts:
+                      method: str = "auto", atol: float = 1e-6) -> DescriptorShifts:
     """Which descriptors move, and by how much, in the smallest change that satisfies ``criterion``.
 
     Parameters
@@ -176,6 +123,9 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
         Per-feature range: seen in the data (widened by ``margin``) or any real molecule's.
     immutable : sequence of str
         Features that may not change.
+    method : str, default "auto"
+        Search of :func:`probe.minimal_perturbation` (DeepFool and FMN with refinement for
+        differentiable models, HopSkipJump for forward-only ones).
     atol : float, default 1e-6
         Changes smaller than this (model units) are reported as no change.
 
@@ -185,8 +135,9 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
 
     Notes
     -----
-    Minimal adversarial perturbation in feature space (Szegedy et al. 2014; Madry et al.
-    2018 for the PGD search), constrained to a box of chemically possible values. Integer
+    Minimal adversarial perturbation in feature space (DeepFool, Moosavi-Dezfooli et al. 2016;
+    FMN, Pintor et al. 2021, through :func:`probe.minimal_perturbation`), constrained to a box of
+    chemically possible values; exact for a model linear in the features. Integer
     features (counts) are rounded to the nearest integer in raw units; where that loses the
     criterion they are rounded away from the original value instead.
     """
@@ -198,15 +149,17 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
     idx = _select(features, index)
     space = features.box(bounds=bounds, margin=margin, immutable=immutable)
     x = features.X[idx]
-    res = minimal_perturbation(model, x, criterion, norm=norm, space=Box(space.lower, space.upper, mask=space.mask),
-                               tol=tol)
+    pred_fn = as_predictor(model)
+    # estimators and NumPy predict functions go to the gradient-free search
+    target = model if pred_fn.differentiable else pred_fn
+    res = minimal_perturbation(target, x, criterion, norm=norm, method=method,
+                               space=Box(space.lower, space.upper, mask=space.mask))
     raw0 = features.raw[idx]
     raw1 = features.to_raw(res.x_adv)
     moved = np.abs(res.delta.detach().cpu().double().numpy()) > atol
     raw1 = np.where(moved, raw1, raw0)
     lo, hi = features.bounds(bounds, margin)
     rounded = np.where(features.integer, np.clip(np.round(raw1), np.ceil(lo), np.floor(hi)), raw1)
-    pred_fn = as_predictor(model)
     clean = pred_fn(x)
     ref = criterion.prepare(clean)
     out = pred_fn(features.from_raw(rounded))
@@ -236,9 +189,49 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
                             res.distance.detach().cpu().double().numpy(), res)
 
 
-def threshold(value: float, direction: str = "down") -> Threshold:
-    """``probe.Threshold`` re-exported for convenience."""
-    return Threshold(value, direction=direction)
 
+def descriptor_sensitivity(model: object, features: Features, index: object = None, *, method: str = "gradient",
+                           output: int = 0, **options: object) -> pd.DataFrame:
+    """Per-feature sensitivity of the prediction, in the features' own units.
 
-_ = forward
+    Runs :func:`probe.sensitivity` on the standardised features and converts back: for
+    ``method="gradient"`` the column ``per_unit`` is :math:`\\partial f / \\partial d` for a
+    descriptor ``d`` in its own units (the model-unit gradient divided by the descriptor's
+    standard deviation).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+    features : Features
+    index : int or sequence of int, optional
+        Molecules (default all).
+    method : str, default "gradient"
+        Any method of :func:`probe.sensitivity` ("gradient", "gradient_x_input",
+        "integrated_gradients", "occlusion", "attack").
+    output : int, default 0
+        Output column to explain.
+    **options
+        Passed to :func:`probe.sensitivity`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (molecule, feature): ``molecule``, ``name``, ``feature``, ``value`` (raw),
+        ``sensitivity`` (model units, as returned by the method), ``per_unit``.
+    """
+    from probe.sensitivity import sensitivity
+
+    from .atoms import _select
+
+    idx = _select(features, index)
+    att = sensitivity(model, features.X[idx], method=method, target=output, **options)
+    v = att.values.detach().cpu().double().numpy().reshape(len(idx), -1)
+    n_f = len(features.names)
+    return pd.DataFrame({
+        "molecule": np.repeat(np.arange(len(idx)), n_f),
+        "name": np.repeat([features.molecules.names[i] for i in idx], n_f),
+        "feature": np.tile(features.names, len(idx)),
+        "value": features.raw[idx].ravel(),
+        "sensitivity": v.ravel(),
+        "per_unit": (v / features.scale).ravel(),
+    }).assign(method=method)

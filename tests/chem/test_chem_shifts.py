@@ -61,3 +61,15 @@ def test_bounds_respected_and_bad_input(small_desc, make_linear):
         descriptor_shifts(model, f, [0], "down")
     with pytest.raises(ProbeError):
         Drop(-1)
+
+
+def test_descriptor_sensitivity_in_own_units(small_desc, make_linear):
+    from domains.chem.shifts import descriptor_sensitivity
+
+    f = small_desc
+    model = make_linear(len(f.names), {"MolLogP": 0.8, "TPSA": -0.2}, f.names)
+    t = descriptor_sensitivity(model, f, [0, 3])
+    logp = t[t.feature == "MolLogP"]
+    assert np.allclose(logp.per_unit, 0.8 / f.scale[f.names.index("MolLogP")], rtol=1e-5)
+    assert np.allclose(t[t.feature == "TPSA"].per_unit, -0.2 / f.scale[f.names.index("TPSA")], rtol=1e-5)
+    assert np.allclose(t[~t.feature.isin(["MolLogP", "TPSA"])].per_unit, 0)
