@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import selfies as sf
 import torch
-from rdkit import Chem, DataStructs, RDLogger
+from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 
 from probe.criteria import Criterion
@@ -29,7 +29,7 @@ from probe.errors import ProbeError
 
 from ._model import as_predictor
 from .featurize import Featurizer
-from .io import as_molecules
+from .io import as_molecules, quiet_rdkit
 
 __all__ = ["Counterfactuals", "counterfactuals", "stoned"]
 
@@ -88,8 +88,7 @@ def stoned(smiles: str, n: int = 1000, *, max_mutations: int = 3, alphabet: list
     if not encoded:
         raise ProbeError(f"SMILES {smiles!r} cannot be written as SELFIES")
     seen: dict[str, int] = {}
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with quiet_rdkit():
         for _ in range(int(n)):
             tokens = list(rng.choice(encoded))
             k = rng.randint(1, max_mutations)
@@ -111,8 +110,6 @@ def stoned(smiles: str, n: int = 1000, *, max_mutations: int = 3, alphabet: list
             c = Chem.MolToSmiles(m)
             if c != canon and c not in seen:
                 seen[c] = k
-    finally:
-        RDLogger.EnableLog("rdApp.*")
     return pd.DataFrame({"smiles": list(seen), "mutations": list(seen.values())})
 
 

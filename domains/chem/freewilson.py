@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from rdkit import Chem, RDLogger
+from rdkit import Chem
 from rdkit.Chem import rdRGroupDecomposition as rgd
 
 from probe.errors import ProbeError
 
-from .io import as_molecules
+from .io import as_molecules, quiet_rdkit
 
 __all__ = ["FreeWilson", "free_wilson", "substituent_scores"]
 
@@ -134,8 +134,7 @@ def free_wilson(molecules: object, activity: object, scaffold: Chem.Mol) -> Free
     params.onlyMatchAtRGroups = False
     dec = rgd.RGroupDecomposition([scaffold], params)
     matched = []
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with quiet_rdkit():
         for i, mol in enumerate(mols.mols):
             if dec.Add(mol) >= 0:
                 matched.append(i)
@@ -143,8 +142,6 @@ def free_wilson(molecules: object, activity: object, scaffold: Chem.Mol) -> Free
             raise ProbeError("the scaffold matches none of the molecules")
         dec.Process()
         rows = dec.GetRGroupsAsRows(asSmiles=True)
-    finally:
-        RDLogger.EnableLog("rdApp.*")
     labels = sorted({k for r in rows for k in r if k != "Core"}, key=lambda s: int(s[1:]))
     assign = pd.DataFrame([{k: r.get(k, "[H]") for k in labels} for r in rows])
     assign.insert(0, "index", matched)

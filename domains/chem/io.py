@@ -8,13 +8,14 @@ that names it. A ``None`` never reaches a featuriser.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 
 from probe.errors import ProbeError
 
@@ -57,15 +58,14 @@ class MoleculeSet:
                            tuple(self.smiles[i] for i in idx), tuple(self.source[i] for i in idx))
 
 
-def _quiet():
-    """Silence RDKit's C++ logger while parsing (errors are reported as ProbeError instead)."""
-    class _Ctx:
-        def __enter__(self):
-            RDLogger.DisableLog("rdApp.*")
-
-        def __exit__(self, *exc):
-            RDLogger.EnableLog("rdApp.*")
-    return _Ctx()
+@contextlib.contextmanager
+def quiet_rdkit() -> Iterator[None]:
+    """Silence RDKit's C++ logger (errors are reported as ProbeError instead); the previous state is restored."""
+    block = rdBase.BlockLogs()
+    try:
+        yield
+    finally:
+        del block
 
 
 def _fail(msg: str, on_error: str) -> None:
@@ -145,7 +145,7 @@ def as_molecules(molecules: object, *, on_error: str = "raise", names: Sequence[
     if names is not None and len(names) != len(records):
         raise ProbeError(f"{len(names)} names for {len(records)} molecules")
     mols, out_names, smiles, source = [], [], [], []
-    with _quiet():
+    with quiet_rdkit():
         for i, rec in enumerate(records):
             if isinstance(rec, Chem.Mol):
                 mol, text = Chem.Mol(rec), Chem.MolToSmiles(rec)
@@ -211,7 +211,7 @@ def read_sdf(path: str | os.PathLike, *, on_error: str = "raise", allow_dummy: b
     else:
         supplier = Chem.ForwardSDMolSupplier(str(p), removeHs=True)
     mols, names, smiles, source = [], [], [], []
-    with _quiet():
+    with quiet_rdkit():
         for i, mol in enumerate(supplier):
             label = f"record {i + 1} of {p.name}"
             if mol is None:
