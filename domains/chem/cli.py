@@ -178,7 +178,7 @@ def _default(args, out: Path) -> dict:
         pred = model(feats.X)[:, 0].numpy()
     r2 = 1 - ((pred[test] - y[test]) ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
     save_model(out / "model.pkl", model, feats.featurizer)
-    summary: dict = {"data": "RDKit Contrib/FreeWilson CHEMBL2321810 sulfonamides", "molecules": len(df),
+    summary: dict = {"data": "RDKit Contrib/FreeWilson CHEMBL2321810 sulfonamides", "n_molecules": len(df),
                      "features": len(feats.names), "test_r2": float(r2),
                      "test_spearman": float(spearmanr(pred[test], y[test])[0])}
     idx = [int(i) for i in np.argsort(-y)[: args.top]]
@@ -226,7 +226,7 @@ def _run(args: argparse.Namespace) -> dict:
         featurizer = Featurizer(kind, radius=args.radius, n_bits=args.n_bits,
                                 mean=np.zeros(args.n_bits), scale=np.ones(args.n_bits))
     feats = featurizer(mols)
-    summary: dict = {"model": str(args.model), "molecules": len(mols)}
+    summary: dict = {"model": str(args.model), "n_molecules": len(mols)}
     _probe(model, feats, list(range(min(len(mols), args.top))), args, out, summary)
     return summary
 

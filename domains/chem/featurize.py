@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_DESCRIPTORS", "Featurizer", "Features", "featurize", "descri
 DEFAULT_DESCRIPTORS = (
     "MolWt", "MolLogP", "MolMR", "TPSA", "LabuteASA", "HeavyAtomCount", "NumHDonors", "NumHAcceptors",
     "NumRotatableBonds", "RingCount", "NumAromaticRings", "NumAliphaticRings", "NumHeteroatoms",
-    "FractionCSP3", "NHOHCount", "NOCount", "NumValenceElectrons", "qed",
+    "FractionCSP3", "NHOHCount", "NOCount", "NumValenceElectrons",
 )
 
 _DESCRIPTOR_FUNCS = dict(Descriptors.descList)
