@@ -145,7 +145,7 @@ def atom_incidence(features: Features, i: int) -> np.ndarray:
     return D
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AtomMaps:
     """Per-atom weights of N molecules.
 

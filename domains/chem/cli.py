@@ -154,6 +154,28 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
     summary["counterfactuals"] = cfs
 
 
+def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
+    """Largest difference between our atom weights and RDKit's ``GetAtomicWeightsForModel`` for molecule ``i``."""
+    from rdkit import DataStructs
+    from rdkit.Chem.Draw import SimilarityMaps
+
+    from .io import quiet_rdkit
+
+    n_bits = fp.featurizer.n_bits
+
+    def predict(v):
+        a = np.zeros((n_bits,))
+        DataStructs.ConvertToNumpyArray(v, a)
+        return float(rf.predict(a[None])[0])
+
+    def fingerprint(m, atom):
+        return SimilarityMaps.GetMorganFingerprint(m, atom, radius=fp.featurizer.radius, fpType="bv", nBits=n_bits)
+
+    with quiet_rdkit():
+        ref = SimilarityMaps.GetAtomicWeightsForModel(fp.molecules[i], fingerprint, predict)
+    return float(np.abs(np.asarray(ref) - weights).max())
+
+
 def _default(args, out: Path) -> dict:
     from scipy.stats import spearmanr
     from sklearn.ensemble import RandomForestRegressor
@@ -192,6 +214,7 @@ def _default(args, out: Path) -> dict:
     rf_maps = atom_weights(rf, fp, idx)
     summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png")
     summary["mlp_rf_atom_spearman"] = [float(spearmanr(a, b)[0]) for a, b in zip(mlp_maps.weights, rf_maps.weights)]
+    summary["rdkit_similarity_map_max_abs_diff"] = _rdkit_check(rf, fp, idx[0], rf_maps.weights[0])
 
     # ground truth: Free-Wilson substituent contributions against summed atom weights
     fw = free_wilson(feats.molecules, y, datasets.sulfonamide_scaffold())

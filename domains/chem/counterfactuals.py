@@ -113,7 +113,7 @@ def stoned(smiles: str, n: int = 1000, *, max_mutations: int = 3, alphabet: list
     return pd.DataFrame({"smiles": list(seen), "mutations": list(seen.values())})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Counterfactuals:
     """Counterfactual molecules for one input.
 

@@ -61,7 +61,7 @@ def descriptor_bounds(name: str) -> tuple[float, float]:
     return float("-inf"), float("inf")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Featurizer:
     """Which features, in which order, standardised how. Call it on molecules to get :class:`Features`.
 
@@ -189,7 +189,7 @@ class Featurizer:
         return np.asarray(X, dtype=float) * self.scale + self.mean
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Features:
     """Features of N molecules.
 

@@ -30,7 +30,7 @@ from .io import as_molecules, quiet_rdkit
 __all__ = ["FreeWilson", "free_wilson", "substituent_scores"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FreeWilson:
     """A Free-Wilson decomposition.
 

@@ -58,7 +58,7 @@ class Drop(Criterion):
         return self.loss(outputs, reference) >= 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DescriptorShifts:
     """Minimal feature changes that satisfy a criterion, in the features' own units.
 
