@@ -89,3 +89,23 @@ def test_forward_only_model_goes_to_the_gradient_free_search(small_desc, sulfona
     # the reported (rounded) change is checked by a model call: success means the drop really happened
     ok = res.success
     assert (res.new_prediction[ok] <= res.prediction[ok] - 0.5 + 1e-9).all()
+
+
+def test_class_flip_closed_form(small_desc):
+    """Two classes scored linearly in standardised logP: the flip needs |z1 - z0| / |w1 - w0| sd of logP."""
+    from probe import Misclassify
+
+    f = small_desc
+    j = f.names.index("MolLogP")
+    lin = torch.nn.Linear(len(f.names), 2)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.weight[0, j], lin.weight[1, j] = -1.0, 1.0
+        lin.bias.copy_(torch.tensor([0.0, -0.2]))
+    with torch.no_grad():
+        z = lin(f.X[:4])
+    margin = (z[:, 1] - z[:, 0]).abs().double().numpy() / 2.0
+    res = descriptor_shifts(lin, f, [0, 1, 2, 3], Misclassify(), bounds="physical")
+    assert res.success.all()
+    assert np.allclose(res.distance, margin, rtol=1e-3, atol=1e-4)
+    assert set(res.table.feature) == {"MolLogP"}
