@@ -334,7 +334,7 @@ def cori_mean_bounds(incidence: object, serial_interval: object, error: Reportin
         raise ProbeError("the error model allows unbounded counts; give relative, absolute or l1 bounds")
     mean_si = serial_interval_moments(w)[0]
     forms = _forms(x, m, w, ts, te, a, b)
-    n_w, n = len(ts), len(x)
+    n_w = len(ts)
     est, lower, upper, gap = (np.full(n_w, np.nan) for _ in range(4))
     worst_lo, worst_hi = np.tile(x, (n_w, 1)), np.tile(x, (n_w, 1))
     for j, form in enumerate(forms):
