@@ -103,7 +103,7 @@ def test_sound_under_pgd_attack(flu, error):
     lo, hi = error.box(x)
     centre, half = torch.tensor((lo + hi) / 2), torch.tensor((hi - lo) / 2)
     w = flu.serial_interval
-    js = [0, 8, 16, 24]
+    js = [0, 12, 24]
     for j in js:
         t1, t2 = int(res.t_start[j]), int(res.t_end[j])
         for sign, bound in ((1.0, res.upper[j]), (-1.0, res.lower[j])):
@@ -111,7 +111,7 @@ def test_sound_under_pgd_attack(flu, error):
                 return sign * _torch_cori_mean(centre + half * u, w, t1, t2)
 
             u0 = torch.zeros(1, len(x), dtype=torch.float64)
-            attack = PGD(eps=1.0, norm="linf", steps=60, restarts=2, seed=j)
+            attack = PGD(eps=1.0, norm="linf", steps=150, step_size=0.05, restarts=1, seed=j)
             # success = crossing the bound by more than float round-off (the attack does reach the exact vertex)
             out = attack(model, u0, Threshold(sign * bound + 1e-9, direction="up"), already_satisfied="keep")
             assert not bool(out.success.any()), "the attack crossed the certified bound"
