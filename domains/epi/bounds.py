@@ -43,7 +43,7 @@ from probe.errors import ProbeError
 from .cori import gamma_prior, infectivity_matrix, prepare
 from .serial_interval import serial_interval_moments
 
-__all__ = ["ReportingError", "CoriBounds", "cori_mean_bounds", "cori_mean_of_counts"]
+__all__ = ["ReportingError", "CoriBounds", "cori_mean_bounds", "cori_mean_of_counts", "NeuralBounds", "neural_bounds"]
 
 
 @dataclass(frozen=True)
@@ -354,3 +354,128 @@ def cori_mean_bounds(incidence: object, serial_interval: object, error: Reportin
             gap[j] = np.nanmax([gap[j], abs(v_lp - v_dk)])
     return CoriBounds(t_start=ts, t_end=te, estimate=est, lower=lower, upper=upper, worst_lower=worst_lo,
                       worst_upper=worst_hi, check_gap=gap, error=error, incidence=x.copy())
+
+
+@dataclass(frozen=True)
+class NeuralBounds:
+    """Certified range of a neural R_t estimate over all counts allowed by a reporting-error model.
+
+    Attributes
+    ----------
+    t_start, t_end : numpy.ndarray of int, shape (W,)
+        1-based windows (``t_end`` is the last day the network reads).
+    estimate, lower, upper : numpy.ndarray, shape (W,)
+        The estimate of R and sound bounds on it (the tightest of the methods tried).
+    per_method : dict of str -> (lower, upper)
+        Bounds from each method ("crown", "ibp", "lipschitz-linf", "lipschitz-l1").
+    best_lower, best_upper : numpy.ndarray of str, shape (W,)
+        Which method gave each bound.
+    lipschitz : dict of str -> float
+        Certified Lipschitz constants of log R in the features, per norm.
+    error : ReportingError
+    """
+
+    t_start: np.ndarray
+    t_end: np.ndarray
+    estimate: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    per_method: dict
+    best_lower: np.ndarray
+    best_upper: np.ndarray
+    lipschitz: dict
+    error: ReportingError
+
+    def to_frame(self) -> pd.DataFrame:
+        df = pd.DataFrame({"t_start": self.t_start, "t_end": self.t_end, "estimate": self.estimate,
+                           "lower": self.lower, "upper": self.upper, "best_lower": self.best_lower,
+                           "best_upper": self.best_upper})
+        for name, (lo, hi) in self.per_method.items():
+            df[f"lower_{name}"], df[f"upper_{name}"] = lo, hi
+        return df
+
+    def plot(self, ax: object = None, **kwargs: object) -> object:
+        from .plots import plot_band
+
+        return plot_band(self.t_end, self.estimate, self.lower, self.upper, ax=ax, **kwargs)
+
+
+def neural_bounds(estimator: object, incidence: object, error: ReportingError, *,
+                  methods: tuple[str, ...] = ("crown", "ibp", "lipschitz"), device: object = None) -> NeuralBounds:
+    r"""Sound bounds on a neural R_t estimate for every window of one series, under ``error``.
+
+    The per-day count box of the error model maps exactly onto the feature box
+    :math:`[\log(1+lo_t), \log(1+hi_t)]` (``log1p`` is increasing); :func:`probe.certify.bound_outputs`
+    bounds log R over it with CROWN and IBP. The certified L-inf Lipschitz constant :math:`K_\infty`
+    gives :math:`|\Delta \log R| \le K_\infty \max_t |\Delta f_t|`; with an L1 budget :math:`B`,
+    :math:`\sum_t |\Delta f_t| \le B / (1 + \min_t lo_t)` (the slope of ``log1p`` is at most
+    :math:`1/(1+lo_t)`), so :math:`|\Delta \log R| \le K_1 B/(1 + \min_t lo_t)`. All bounds are sound;
+    the tightest lower and upper are kept, then mapped through ``exp``. The bounds are computed in
+    float64 on a copy of the network.
+
+    Parameters
+    ----------
+    estimator : NeuralRtEstimator
+    incidence : one series (array, Series, CSV path); fractional counts allowed.
+    error : ReportingError
+    methods : tuple of str, default ("crown", "ibp", "lipschitz")
+    device : str or torch.device, optional
+
+    Returns
+    -------
+    NeuralBounds
+    """
+    import copy
+
+    import torch
+
+    from probe.certify import bound_outputs, lipschitz_bound
+
+    from .io import check_incidence
+    from .neural import features
+
+    if not isinstance(error, ReportingError):
+        raise ProbeError(f"error must be a ReportingError, got {type(error).__name__}")
+    unknown = set(methods) - {"crown", "ibp", "lipschitz"}
+    if unknown:
+        raise ProbeError(f"unknown bound methods {sorted(unknown)}; use crown, ibp, lipschitz")
+    inc = check_incidence(incidence, min_days=estimator.length, allow_fractional=True)
+    if inc.counts.shape[0] != 1:
+        raise ProbeError(f"neural_bounds takes one series, got {inc.counts.shape[0]}")
+    y = inc.counts[0]
+    lo_y, hi_y = error.box(y)
+    if np.isinf(hi_y).any():
+        raise ProbeError("the error model allows unbounded counts; give relative, absolute or l1 bounds")
+    length = estimator.length
+    x = features(y, length)[0]
+    flo, fhi = features(lo_y, length)[0], features(hi_y, length)[0]
+    model = copy.deepcopy(estimator.model).double()
+    xt, lt, ht = (torch.as_tensor(a, dtype=torch.float64) for a in (x, flo, fhi))
+    with torch.no_grad():
+        f = model(xt)[:, 0].numpy()
+    per: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for m in ("crown", "ibp"):
+        if m in methods:
+            c = bound_outputs(model, xt, lower=lt, upper=ht, method=m, device=device)
+            per[m] = (c.lower[:, 0].cpu().numpy(), c.upper[:, 0].cpu().numpy())
+    lips: dict[str, float] = {}
+    if "lipschitz" in methods:
+        lips["linf"] = float(lipschitz_bound(model, norm="linf", device=device).value)
+        r = np.maximum(fhi - x, x - flo).max(axis=1)
+        per["lipschitz-linf"] = (f - lips["linf"] * r, f + lips["linf"] * r)
+        if error.l1 is not None:
+            lips["l1"] = float(lipschitz_bound(model, norm="l1", device=device).value)
+            win_lo = np.lib.stride_tricks.sliding_window_view(lo_y, length)
+            r1 = error.l1 / (1.0 + win_lo.min(axis=1))
+            per["lipschitz-l1"] = (f - lips["l1"] * r1, f + lips["l1"] * r1)
+    names = list(per)
+    lows = np.stack([per[k][0] for k in names])
+    highs = np.stack([per[k][1] for k in names])
+    i_lo, i_hi = lows.argmax(0), highs.argmin(0)
+    cols = np.arange(len(f))
+    t_end = np.arange(length, length + len(f))
+    return NeuralBounds(t_start=t_end - estimator.window + 1, t_end=t_end, estimate=np.exp(f),
+                        lower=np.exp(lows[i_lo, cols]), upper=np.exp(highs[i_hi, cols]),
+                        per_method={k: (np.exp(v[0]), np.exp(v[1])) for k, v in per.items()},
+                        best_lower=np.asarray(names, dtype=object)[i_lo],
+                        best_upper=np.asarray(names, dtype=object)[i_hi], lipschitz=lips, error=error)
