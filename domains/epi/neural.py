@@ -127,8 +127,9 @@ class NeuralRtEstimator:
 
 def train_neural_estimator(*, length: int = 21, window: int = 7, hidden: int = 64, n_epidemics: int = 400,
                            n_days: int = 120, epochs: int = 40, batch_size: int = 512, lr: float = 3e-3,
-                           weight_decay: float = 1e-4, lipschitz_penalty: float = 0.01, seed: int = 0,
-                           device: object = None, progress: bool = False) -> NeuralRtEstimator:
+                           weight_decay: float = 1e-4, lipschitz_penalty: float = 0.01,
+                           serial_interval: object = (4.0, 2.0), seed: int = 0, device: object = None,
+                           progress: bool = False) -> NeuralRtEstimator:
     r"""Train the estimator on simulated epidemics with random reporting.
 
     Epidemics come from :func:`domains.epi.simulate.simulate` with random R paths, seed sizes
@@ -149,6 +150,8 @@ def train_neural_estimator(*, length: int = 21, window: int = 7, hidden: int = 6
     lipschitz_penalty : float, default 0.01
         Weight of :math:`\log \prod_l \lVert W_l \rVert_{\infty}` (the L-inf Lipschitz upper bound of the
         network, centring included) added to the loss: a smoother network gets narrower certified bands.
+    serial_interval : (mean, std) or array-like, default (4.0, 2.0)
+        Serial interval of the simulated epidemics: train with the one of the data it will read.
     seed : int, default 0
     device : str or torch.device, optional
         Default CUDA when available, else CPU.
@@ -165,7 +168,8 @@ def train_neural_estimator(*, length: int = 21, window: int = 7, hidden: int = 6
     if length < window:
         raise ProbeError(f"length ({length}) must be >= window ({window})")
     dev = resolve_device(device)
-    sim = simulate(n_days, n_series=n_epidemics, seed=seed, seed_cases=(5.0, 500.0), reporting_rate=(0.1, 1.0))
+    sim = simulate(n_days, n_series=n_epidemics, seed=seed, seed_cases=(5.0, 500.0), reporting_rate=(0.1, 1.0),
+                   serial_interval=serial_interval)
     x, y = training_windows(sim, length, window)
     if len(x) < 100:
         raise ProbeError(f"only {len(x)} usable training windows; simulate more epidemics")
