@@ -153,13 +153,74 @@ class CoriPosterior:
         return np.sqrt(self.shape) * self.scale
 
     def quantile(self, q: float) -> np.ndarray:
-        """Posterior quantile; ``gammaincinv`` is evaluated once per distinct shape."""
+        """Posterior quantile of R (see :meth:`quantiles`)."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: tuple[float, ...] = QUANTILES) -> np.ndarray:
+        """Posterior quantiles, shape (len(qs), S, W).
+
+        The standard-gamma quantile depends on the shape only, and shapes repeat (integer counts), so it
+        is computed once per distinct shape (:func:`gamma_standard_quantiles`) and scaled.
+        """
         a = self.shape.ravel()
-        out = np.full(a.shape, np.nan)
         ok = np.isfinite(a)
-        uniq, inv = np.unique(a[ok], return_inverse=True)
-        out[ok] = gammaincinv(uniq, q)[inv]
-        return out.reshape(self.shape.shape) * self.scale
+        uniq, inv = _unique(a[ok])
+        std_q = gamma_standard_quantiles(uniq, qs)
+        out = np.full((len(qs), a.size), np.nan)
+        out[:, ok] = std_q[:, inv]
+        return out.reshape((len(qs),) + self.shape.shape) * self.scale[None]
+
+
+def _unique(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(a, return_inverse=True)``, in linear time when ``a`` is an offset plus small integers
+    (posterior shapes of integer counts): a presence table replaces the sort."""
+    if a.size == 0:
+        return a, np.zeros(0, dtype=np.int64)
+    base = float(a.min())
+    k = a - base
+    ki = np.rint(k)
+    if ki.max() < 4 * a.size + 1024 and np.array_equal(ki, k):
+        ki = ki.astype(np.int64)
+        present = np.zeros(int(ki.max()) + 1, dtype=bool)
+        present[ki] = True
+        rank = np.cumsum(present) - 1
+        values = np.flatnonzero(present)
+        return base + values.astype(np.float64), rank[ki]
+    return np.unique(a, return_inverse=True)
+
+
+def gamma_standard_quantiles(a: np.ndarray, qs: tuple[float, ...], *, newton_above: float = 50.0) -> np.ndarray:
+    r"""Quantiles of the standard gamma distribution (scale 1) for shapes ``a``, shape (len(qs), len(a)).
+
+    Shapes below ``newton_above``, and quantiles outside [0.02, 0.98], use :func:`scipy.special.gammaincinv`.
+    Larger shapes start from the
+    Wilson-Hilferty approximation :math:`x_0 = a (1 - 1/(9a) + z_q / (3\sqrt{a}))^3` (relative error
+    about :math:`10^{-4}` there) and take two Halley steps on :math:`P(a, x) = q` with the regularised
+    incomplete gamma function, which costs a fraction of an inversion; cubic convergence takes the
+    error to machine precision, agreeing with ``gammaincinv`` to about 1e-15.
+    """
+    from scipy.special import gammainc, gammaln, ndtri
+
+    a = np.asarray(a, dtype=np.float64)
+    out = np.empty((len(qs), a.size))
+    big = a >= newton_above
+    small = ~big
+    ab = a[big]
+    lg = gammaln(ab)
+    root = np.sqrt(ab)
+    for i, q in enumerate(qs):
+        if not 0.02 <= q <= 0.98:
+            out[i] = gammaincinv(a, q)
+            continue
+        if small.any():
+            out[i, small] = gammaincinv(a[small], q)
+        if big.any():
+            x = ab * (1.0 - 1.0 / (9.0 * ab) + ndtri(q) / (3.0 * root)) ** 3
+            for _ in range(2):  # Halley: f = P(a, x) - q, f' = density, f''/f' = (a - 1)/x - 1
+                step = (gammainc(ab, x) - q) / np.exp((ab - 1.0) * np.log(x) - x - lg)
+                x = x - step / (1.0 + 0.5 * step * ((ab - 1.0) / x - 1.0))
+            out[i, big] = x
+    return out
 
 
 def split_imported(counts: np.ndarray, imported: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +239,27 @@ def cori_posterior(local: np.ndarray, imported: np.ndarray, w: np.ndarray, t_sta
     ``local[:, 0]`` is taken as given (see :func:`split_imported` for EpiEstim's day-1 convention).
     """
     lam = overall_infectivity(local + imported, w)
-    zero = np.zeros((local.shape[0], 1))
-    cl = np.concatenate([zero, np.cumsum(local, axis=1)], axis=1)
-    cz = np.concatenate([zero, np.cumsum(lam, axis=1)], axis=1)
-    sum_local = cl[:, t_end] - cl[:, t_start - 1]
-    sum_lam = cz[:, t_end] - cz[:, t_start - 1]
+    sum_local, sum_lam = _window_sums(local, t_start, t_end), _window_sums(lam, t_start, t_end)
     mean_si = serial_interval_moments(w)[0]
     valid = (t_end > mean_si)[None, :]
     shape = np.where(valid, a_prior + sum_local, np.nan)
     scale = np.where(valid, 1.0 / (1.0 / b_prior + sum_lam), np.nan)
     return CoriPosterior(shape=shape, scale=scale, t_start=t_start, t_end=t_end, serial_interval=w)
+
+
+def _window_sums(x: np.ndarray, t_start: np.ndarray, t_end: np.ndarray) -> np.ndarray:
+    """Sums of ``x[:, t_start-1 : t_end]`` per window, shape (S, W).
+
+    Windows of one width are summed directly over a sliding view (no cumulative-sum cancellation, so
+    long series of large counts keep full precision), one width at a time.
+    """
+    out = np.empty((x.shape[0], len(t_start)))
+    widths = t_end - t_start + 1
+    for k in np.unique(widths):
+        sel = widths == k
+        sums = np.lib.stride_tricks.sliding_window_view(x, int(k), axis=1).sum(axis=-1)
+        out[:, sel] = sums[:, t_start[sel] - 1]
+    return out
 
 
 def _split_frame(incidence: object, imported: object) -> tuple[object, object]:
@@ -286,8 +358,8 @@ def posterior_frame(post: CoriPosterior, inc: Incidence | None = None) -> pd.Dat
         "mean": post.mean.ravel(),
         "std": post.std.ravel(),
     }
-    for q, name in zip(QUANTILES, COLUMNS[4:]):
-        cols[name] = post.quantile(q).ravel()
+    for q, name in zip(post.quantiles(QUANTILES), COLUMNS[4:]):
+        cols[name] = q.ravel()
     df = pd.DataFrame(cols)
     if inc is not None and not inc.single:
         df.insert(0, "series", np.repeat(np.asarray(inc.names, dtype=object), n_windows))

@@ -216,3 +216,26 @@ def test_every_shipped_epidemic_runs(name):
     ep = datasets.load(name)
     out = cori(ep.incidence, ep.serial_interval)
     assert len(out) == len(ep.incidence) - 7 and np.isfinite(out["mean"].iloc[-1])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(1.0, 1e6), min_size=1, max_size=30), st.sampled_from((0.01, 0.025, 0.3, 0.5, 0.975)))
+def test_gamma_quantiles_match_gammaincinv(shapes, q):
+    from scipy.special import gammaincinv
+
+    from domains.epi.cori import gamma_standard_quantiles
+
+    a = np.asarray(shapes)
+    np.testing.assert_allclose(gamma_standard_quantiles(a, (q,))[0], gammaincinv(a, q), rtol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=60), st.floats(0.01, 30), st.booleans())
+def test_linear_time_unique_equals_numpy(ints, offset, fractional):
+    from domains.epi.cori import _unique
+
+    a = np.asarray(ints, dtype=np.float64) + offset + (0.5 * (np.arange(len(ints)) % 2) if fractional else 0.0)
+    values, inverse = _unique(a)
+    ref_values, ref_inverse = np.unique(a, return_inverse=True)
+    np.testing.assert_array_equal(values, ref_values)
+    np.testing.assert_array_equal(values[inverse], a)
