@@ -183,9 +183,11 @@ def _unique(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ki = ki.astype(np.int64)
         present = np.zeros(int(ki.max()) + 1, dtype=bool)
         present[ki] = True
-        rank = np.cumsum(present) - 1
-        values = np.flatnonzero(present)
-        return base + values.astype(np.float64), rank[ki]
+        rank = (np.cumsum(present) - 1)[ki]
+        values = np.empty(int(present.sum()))
+        values[rank] = a
+        if np.array_equal(values[rank], a):  # distinct values never share a slot
+            return values, rank
     return np.unique(a, return_inverse=True)
 
 
