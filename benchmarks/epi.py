@@ -112,7 +112,11 @@ def main() -> None:
     p.add_argument("--series", type=int, default=1000)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--test-series", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared machine)")
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     c = bench_cori(args.series, args.days)
     print(f"\nCori, {args.series} series x {args.days} days ({c['rows']} windows)")
