@@ -77,8 +77,6 @@ class ReportingError:
             v = getattr(self, name)
             if v is not None and not (np.isfinite(v) and v >= 0):
                 raise ProbeError(f"{name} error must be finite and >= 0, got {v!r}")
-        if self.relative is not None and self.relative >= 1 and self.absolute is None and self.l1 is None:
-            pass  # a 100 % error lets counts drop to zero: allowed, bounds get wide
 
     def box(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-day interval ``[lo, hi]`` of the true counts implied by the per-day constraints."""

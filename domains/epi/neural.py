@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probe._device import resolve_device
+from probe._device import model_hygiene, resolve_device
 from probe.errors import ProbeError
 
 from .io import check_incidence
@@ -95,8 +95,9 @@ class NeuralRtEstimator:
     def predict_features(self, x: np.ndarray | torch.Tensor, *, device: object = None) -> np.ndarray:
         """log R for feature windows (N, length)."""
         dev = resolve_device(device, self.model)
-        with torch.no_grad():
-            out = self.model.to(dev)(torch.as_tensor(np.asarray(x), dtype=torch.float32, device=dev))
+        param = next(self.model.parameters())
+        with model_hygiene(self.model, dev) as m, torch.no_grad():
+            out = m(torch.as_tensor(np.asarray(x), dtype=param.dtype, device=dev))
         return out[:, 0].double().cpu().numpy()
 
     def predict(self, incidence: object, *, allow_fractional: bool = False, device: object = None) -> pd.DataFrame:

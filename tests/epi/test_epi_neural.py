@@ -163,3 +163,15 @@ def test_cori_and_neural_side_by_side_cover_the_same_windows(estimator, epidemic
     cb = cori_mean_bounds(epidemic, (4.0, 2.0), ReportingError(relative=0.1), t_start=nb.t_start, t_end=nb.t_end)
     np.testing.assert_array_equal(cb.t_end, nb.t_end)
     assert np.isfinite(cb.upper).all()
+
+
+def test_device_results_match_cpu_and_model_left_as_found(estimator, epidemic, device):
+    before = [p.detach().clone() for p in estimator.model.parameters()]
+    ref = neural_bounds(estimator, epidemic, ReportingError(relative=0.1), device="cpu")
+    got = neural_bounds(estimator, epidemic, ReportingError(relative=0.1), device=device)
+    np.testing.assert_allclose(got.lower, ref.lower, rtol=1e-6)
+    np.testing.assert_allclose(got.upper, ref.upper, rtol=1e-6)
+    pred = estimator.predict(epidemic, device=device)["mean"].to_numpy()
+    np.testing.assert_allclose(pred, ref.estimate, rtol=1e-5)
+    for p, b in zip(estimator.model.parameters(), before):
+        assert p.device.type == "cpu" and p.dtype == torch.float32 and torch.equal(p, b)
