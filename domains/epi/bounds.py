@@ -338,17 +338,22 @@ def cori_mean_bounds(incidence: object, serial_interval: object, error: Reportin
     for j, form in enumerate(forms):
         if not te[j] > mean_si:
             continue
-        k = int(te[j])  # days after the window's end do not enter
-        sub = _LinearFractional(form.alpha, form.c[:k], form.beta, form.d[:k])
-        est[j] = sub.value(x[:k])
+        # only days that enter the window's numerator or infectiousness matter; the rest keep their counts
+        act = np.flatnonzero((form.c != 0) | (form.d != 0))
+        fixed = np.ones(len(x), dtype=bool)
+        fixed[act] = False
+        beta = form.beta + float(form.d[fixed] @ x[fixed])
+        alpha = form.alpha + float(form.c[fixed] @ x[fixed])
+        sub = _LinearFractional(alpha, form.c[act], beta, form.d[act])
+        xa = x[act]
+        est[j] = sub.value(xa)
         for sense, bound, worst in ((1, upper, worst_hi), (-1, lower, worst_lo)):
-            v_lp, x_lp = _lp(sub, x[:k], lo[:k], hi[:k], error.l1, sense)
-            v_dk, x_dk = _dinkelbach(sub, x[:k], lo[:k], hi[:k], error.l1, sense)
+            v_lp, x_lp = _lp(sub, xa, lo[act], hi[act], error.l1, sense)
+            v_dk, x_dk = _dinkelbach(sub, xa, lo[act], hi[act], error.l1, sense)
             att_lp, att_dk = sub.value(x_lp), sub.value(x_dk)
             candidates = [v_lp, v_dk, att_lp, att_dk]
             bound[j] = max(candidates) if sense == 1 else min(candidates)
-            best = x_dk if sense * att_dk >= sense * att_lp else x_lp
-            worst[j, :k] = best
+            worst[j, act] = x_dk if sense * att_dk >= sense * att_lp else x_lp
             gap[j] = np.nanmax([gap[j], abs(v_lp - v_dk)])
     return CoriBounds(t_start=ts, t_end=te, estimate=est, lower=lower, upper=upper, worst_lower=worst_lo,
                       worst_upper=worst_hi, check_gap=gap, error=error, incidence=x.copy())
