@@ -132,6 +132,12 @@ def check_incidence(incidence: object, *, name: str = "incidence", min_days: int
     if isinstance(incidence, pd.Series):
         if isinstance(incidence.index, pd.DatetimeIndex):
             dates = _check_dates(incidence.index, name)
+        elif pd.api.types.is_integer_dtype(incidence.index) and len(incidence) > 1:
+            step = np.diff(incidence.index.to_numpy())
+            if (step != 1).any():
+                i = int(np.flatnonzero(step != 1)[0])
+                raise ProbeError(f"{name}: days are not consecutive: day {incidence.index[i + 1]} follows day "
+                                 f"{incidence.index[i]}; give every day, with 0 where no case was reported")
         values = pd.to_numeric(incidence, errors="coerce")
         if (values.isna() & incidence.notna()).any():
             i = int(np.flatnonzero((values.isna() & incidence.notna()).to_numpy())[0])

@@ -239,3 +239,10 @@ def test_linear_time_unique_equals_numpy(ints, offset, fractional):
     ref_values, ref_inverse = np.unique(a, return_inverse=True)
     np.testing.assert_array_equal(values, ref_values)
     np.testing.assert_array_equal(values[inverse], a)
+
+
+def test_series_indexed_by_day_numbers_must_be_consecutive():
+    ok = pd.Series([1, 2, 3, 4], index=[5, 6, 7, 8])
+    assert check_incidence(ok).n_days == 4
+    with pytest.raises(ProbeError, match="day 8 follows day 6"):
+        check_incidence(pd.Series([1, 2, 3], index=[5, 6, 8]))
