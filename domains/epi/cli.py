@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> dict:
             if key not in trained:
                 # the demo budget: a few seconds per serial interval (the benchmark trains the full-size one)
                 settings = ({"n_epidemics": 40, "n_days": 80, "epochs": 6} if args.quick
-                            else {"n_epidemics": 200, "n_days": 100, "epochs": 25})
+                            else {"n_epidemics": 150, "n_days": 100, "epochs": 20})
                 trained[key] = train_neural_estimator(length=length, window=args.window, serial_interval=si,
                                                       seed=args.seed, **settings)
             est = trained[key]
