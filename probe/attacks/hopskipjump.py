@@ -60,6 +60,10 @@ class HopSkipJump(Attack):
         Random starting points tried per input before giving up: uniform in the space's
         box when it is bounded (the paper), else Gaussian around the input with a scale
         that doubles every 4 trials.
+    starting_points : torch.Tensor, shape (N, ...), optional
+        Points that satisfy the criterion (e.g. the nearest training example of another
+        class), one per input; each costs one query to check. Inputs whose point does
+        not satisfy the criterion fall back to the random search.
     seed : int, default 0
 
     Notes
@@ -75,7 +79,8 @@ class HopSkipJump(Attack):
     needs_gradient = False
 
     def __init__(self, *, norm: str = "l2", max_queries: int = 5000, max_iter: int = 64, init_evals: int = 100,
-                 max_evals: int = 10000, gamma: float = 1.0, init_trials: int = 100, seed: int = 0):
+                 max_evals: int = 10000, gamma: float = 1.0, init_trials: int = 100,
+                 starting_points: torch.Tensor | None = None, seed: int = 0):
         self.norm = norm
         self.max_queries = max_queries
         self.max_iter = max_iter
@@ -83,6 +88,7 @@ class HopSkipJump(Attack):
         self.max_evals = max_evals
         self.gamma = gamma
         self.init_trials = init_trials
+        self.starting_points = starting_points
         self.seed = seed
 
     def _checked(self) -> str:
@@ -98,10 +104,18 @@ class HopSkipJump(Attack):
 
     def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self._checked()
-        return {"keys": torch.randint(-(2**62), 2**62, (x.shape[0],), generator=generator, dtype=torch.long)}
+        out = {"keys": torch.randint(-(2**62), 2**62, (x.shape[0],), generator=generator, dtype=torch.long)}
+        if self.starting_points is not None:
+            sp = torch.as_tensor(self.starting_points).detach().cpu().to(x.dtype)
+            if tuple(sp.shape) != tuple(x.shape):
+                raise ProbeError(f"starting_points has shape {tuple(sp.shape)}, the inputs {tuple(x.shape)}")
+            if not torch.isfinite(sp).all():
+                raise ProbeError("starting_points holds a non-finite value")
+            out["starts"] = sp
+        return out
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor, space: Space,
-            keys: torch.Tensor) -> RunResult:
+            keys: torch.Tensor, starts: torch.Tensor | None = None) -> RunResult:
         norm = self._checked()
         n, shape = x.shape[0], tuple(x.shape[1:])
         d = int(math.prod(shape)) or 1
@@ -133,7 +147,7 @@ class HopSkipJump(Attack):
             best[rows[better]] = z[better]
             best_dist[rows[better]] = dz[better]
 
-        start, found = self._initial_points(x, space, decide, rand, queries, budget)
+        start, found = self._initial_points(x, space, decide, rand, queries, budget, starts)
         rows = found.nonzero().flatten()
         if len(rows) == 0:
             return RunResult(best, queries)
@@ -170,12 +184,18 @@ class HopSkipJump(Attack):
             cur_all[rows] = stepped
         return RunResult(best, queries)
 
-    def _initial_points(self, x, space, decide, rand, queries, budget):
-        """Random points until one satisfies the criterion (one query per trial)."""
+    def _initial_points(self, x, space, decide, rand, queries, budget, starts=None):
+        """The given starting points, else random points until one satisfies the criterion (one query each)."""
         n, shape = x.shape[0], tuple(x.shape[1:])
         d = int(math.prod(shape)) or 1
         start = x.clone()
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        if starts is not None:
+            rows = torch.arange(n, device=x.device)
+            z = space.project(x, starts.to(x))
+            ok = decide(z, rows)
+            start[ok] = z[ok]
+            found |= ok
         lo = hi = None
         if isinstance(space, Box):
             lo, hi = space.lower.to(x).expand(shape), space.upper.to(x).expand(shape)
