@@ -9,6 +9,7 @@ to gradient-free methods (Square, HopSkipJump, edit searches, occlusion, surroga
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +27,8 @@ SKLEARN_OUTPUTS = {
     "predict": "predict", "label": "predict",
 }
 _SKLEARN_METHODS = ("predict_proba", "decision_function", "predict")
+# one default wrapper per estimator, so that repeated calls share a query counter and skip re-checking
+_DEFAULT_WRAPPERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def has_gradient(model: object) -> bool:
@@ -33,8 +36,10 @@ def has_gradient(model: object) -> bool:
 
     True for ``torch.nn.Module`` and plain callables (assumed to be torch code); a
     wrapper may declare ``differentiable = False`` to route searches to gradient-free
-    methods.
+    methods. False for a scikit-learn estimator (which :func:`forward` wraps on the fly).
     """
+    if not callable(model) and _is_estimator(model):
+        return False
     return bool(getattr(model, "differentiable", True))
 
 
@@ -50,7 +55,14 @@ def forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, c
     ------
     ProbeError
         If the model does not return a tensor with the input's batch size, or returns NaN.
+
+    Notes
+    -----
+    A scikit-learn estimator passed as ``model`` is called through :func:`wrap` (its
+    default output), so every ``probe`` function accepts fitted estimators as they are.
     """
+    if not callable(model):
+        model = as_model(model)
     out = model(x)
     if not isinstance(out, torch.Tensor):
         raise ProbeError(f"the model must return a torch.Tensor, it returned {type(out).__name__}")
@@ -73,7 +85,7 @@ class QueryCounter:
     """Wrap a model and count, per input row, how many times it was evaluated."""
 
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor]):
-        self.model = model
+        self.model = model if callable(model) else as_model(model)
         self.calls = 0
         self.rows = 0
 
@@ -341,7 +353,15 @@ def as_model(obj: object, **options: object) -> Callable[[torch.Tensor], torch.T
     if isinstance(obj, (torch.nn.Module, BlackBox)):
         return obj
     if _is_estimator(obj):
-        return wrap(obj, **options)
+        if options:
+            return wrap(obj, **options)
+        try:
+            cached = _DEFAULT_WRAPPERS.get(obj)
+        except TypeError:   # not weak-referenceable
+            return wrap(obj)
+        if cached is None:
+            cached = _DEFAULT_WRAPPERS[obj] = wrap(obj)
+        return cached
     if callable(obj):
         return obj
     raise ProbeError(f"cannot use {type(obj).__name__} as a model: it is not a torch.nn.Module, has none of "

@@ -12,7 +12,7 @@ from .errors import ProbeError
 from .models import as_model, forward
 from .results import Attribution
 
-__all__ = ["lime"]
+__all__ = ["lime", "surrogate"]
 
 
 def _targets(target: object, clean: torch.Tensor) -> torch.Tensor:
@@ -93,8 +93,42 @@ def lime(model: object, x: object, *, n_samples: int = 1000, kernel_width: float
         ``local_prediction`` (N,) (the surrogate at the unperturbed input),
         ``prediction`` (N,) (the model there), ``target`` (N,), ``queries`` (N,).
     """
-    from sklearn.linear_model import Ridge
+    model = as_model(model)
+    dev = resolve_device(device, model)
+    x = as_input(x, device=dev)
+    settings = _settings(x, n_samples=n_samples, kernel_width=kernel_width, mode=mode, baseline=baseline,
+                         scale=scale, groups=groups, alpha=alpha, batch_size=batch_size, seed=seed)
+    with model_hygiene(model, dev) as m, torch.no_grad():
+        clean = torch.cat([forward(m, x[sl]) for sl in batches(len(x), batch_size)])
+        targets = _targets(target, clean)
 
+        def objective(pts: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            out = forward(m, pts, check=False)
+            return out.gather(1, targets[rows].to(out.device)[:, None]).squeeze(1)
+
+        att = _fit(objective, x, **settings)
+    att.extras["target"] = targets.cpu()
+    return att
+
+
+def surrogate(model: object, x: torch.Tensor, objective: object, *, batch_size: int | None = 256,
+              **options: object) -> Attribution:
+    """LIME of any scalar objective, in the form ``probe.sensitivity`` registers methods.
+
+    Called as ``surrogate(model, x, objective, batch_size=..., **options)`` with ``objective(x_rows, rows)``
+    returning one value per row (an output column or a criterion's margin loss); ``options`` are those
+    of :func:`lime` from ``n_samples`` on (``target`` is the objective's business).
+    """
+    x = as_input(x, device=x.device if isinstance(x, torch.Tensor) else None)
+    settings = _settings(x, batch_size=batch_size, **options)
+    with torch.no_grad():
+        return _fit(objective, x, **settings)
+
+
+def _settings(x: torch.Tensor, *, n_samples: int = 1000, kernel_width: float | None = None, mode: str = "mask",
+              baseline: object = 0.0, scale: object = 1.0, groups: object = None, alpha: float = 1.0,
+              batch_size: int | None = 4096, seed: int = 0) -> dict:
+    """Check LIME's options once, for :func:`lime` and :func:`surrogate`."""
     if mode not in ("mask", "gaussian"):
         raise ProbeError(f"mode must be 'mask' or 'gaussian', got {mode!r}")
     if int(n_samples) < 2:
@@ -103,9 +137,7 @@ def lime(model: object, x: object, *, n_samples: int = 1000, kernel_width: float
         raise ProbeError(f"kernel_width must be positive, got {kernel_width}")
     if not float(alpha) >= 0:
         raise ProbeError(f"alpha must be non-negative, got {alpha}")
-    model = as_model(model)
-    dev = resolve_device(device, model)
-    x = as_input(x, device=dev)
+    dev = x.device
     shape = tuple(x.shape[1:])
     numel = int(math.prod(shape)) or 1
     if groups is not None:
@@ -128,44 +160,50 @@ def lime(model: object, x: object, *, n_samples: int = 1000, kernel_width: float
         raise ProbeError(f"baseline and scale must broadcast to one input's shape {shape}") from None
     if mode == "gaussian" and not (sigma > 0).all():
         raise ProbeError("scale must be positive")
-    s = int(n_samples)
-    generator = torch.Generator().manual_seed(int(seed))
+    return {"n_samples": int(n_samples), "width": width, "mode": mode, "base": base, "sigma": sigma, "groups": g,
+            "n_feat": n_feat, "alpha": float(alpha), "batch_size": batch_size, "seed": int(seed)}
 
+
+def _fit(objective, x: torch.Tensor, *, n_samples: int, width: float, mode: str, base: torch.Tensor,
+         sigma: torch.Tensor, groups: torch.Tensor | None, n_feat: int, alpha: float, batch_size: int | None,
+         seed: int) -> Attribution:
+    """Sample, query and fit the weighted ridge surrogate for each input in turn."""
+    from sklearn.linear_model import Ridge
+
+    s, dev, shape = n_samples, x.device, tuple(x.shape[1:])
+    numel = int(math.prod(shape)) or 1
+    g = groups
+    generator = torch.Generator().manual_seed(seed)
     values = torch.zeros(len(x), numel, dtype=x.dtype, device=dev)
-    r2, icpt, local, pred, tgt = (torch.zeros(len(x), dtype=torch.float64) for _ in range(5))
-    with model_hygiene(model, dev) as m, torch.no_grad():
-        clean = torch.cat([forward(m, x[sl]) for sl in batches(len(x), batch_size)])
-        targets = _targets(target, clean)
-        for i in range(len(x)):
-            xi = x[i].reshape(-1)
-            if mode == "mask":
-                z = _mask_samples(s, n_feat, generator).to(dev, x.dtype)
-                keep = z if g is None else z[:, g]
-                pts = keep * xi + (1 - keep) * base
-                dist = (1 - z).norm(dim=1)
-            else:
-                z = torch.randn(s, numel, generator=generator, dtype=x.dtype).to(dev)
-                z[0] = 0
-                pts = xi + z * sigma
-                dist = z.norm(dim=1)
-            pts = pts.reshape((s,) + shape)
-            out = torch.cat([forward(m, pts[sl]) for sl in batches(s, batch_size)])
-            y = out[:, int(targets[i])].double().cpu().numpy()
-            w = torch.sqrt(torch.exp(-(dist**2) / width**2)).double().cpu().numpy()
-            zn = z.double().cpu().numpy()
-            reg = Ridge(alpha=float(alpha)).fit(zn, y, sample_weight=w)
-            coef = torch.as_tensor(reg.coef_, dtype=x.dtype, device=dev)
-            if mode == "gaussian":
-                coef = coef / sigma
-            values[i] = coef if g is None else coef[g]
-            r2[i] = _weighted_r2(y, reg.predict(zn), w)
-            icpt[i] = float(reg.intercept_)
-            local[i] = float(reg.predict(zn[:1])[0])
-            pred[i] = float(y[0])
-            tgt[i] = float(targets[i])
+    r2, icpt, local, pred = (torch.zeros(len(x), dtype=torch.float64) for _ in range(4))
+    for i in range(len(x)):
+        xi = x[i].reshape(-1)
+        if mode == "mask":
+            z = _mask_samples(s, n_feat, generator).to(dev, x.dtype)
+            keep = z if g is None else z[:, g]
+            pts = keep * xi + (1 - keep) * base
+            dist = (1 - z).norm(dim=1)
+        else:
+            z = torch.randn(s, numel, generator=generator, dtype=x.dtype).to(dev)
+            z[0] = 0
+            pts = xi + z * sigma
+            dist = z.norm(dim=1)
+        pts = pts.reshape((s,) + shape)
+        rows = torch.full((s,), i, dtype=torch.long, device=dev)
+        y = torch.cat([objective(pts[sl], rows[sl]) for sl in batches(s, batch_size)]).double().cpu().numpy()
+        w = torch.sqrt(torch.exp(-(dist**2) / width**2)).double().cpu().numpy()
+        zn = z.double().cpu().numpy()
+        reg = Ridge(alpha=alpha).fit(zn, y, sample_weight=w)
+        coef = torch.as_tensor(reg.coef_, dtype=x.dtype, device=dev)
+        if mode == "gaussian":
+            coef = coef / sigma
+        values[i] = coef if g is None else coef[g]
+        r2[i] = _weighted_r2(y, reg.predict(zn), w)
+        icpt[i] = float(reg.intercept_)
+        local[i] = float(reg.predict(zn[:1])[0])
+        pred[i] = float(y[0])
     extras = {"r2": r2, "intercept": icpt, "local_prediction": local, "prediction": pred,
-              "target": tgt.long(), "queries": torch.full((len(x),), s, dtype=torch.long),
-              "mode": mode, "kernel_width": width}
+              "queries": torch.full((len(x),), s, dtype=torch.long), "mode": mode, "kernel_width": width}
     return Attribution(values=values.view(x.shape), method="lime", extras=extras)
 
 
