@@ -112,9 +112,10 @@ class BlackBox:
 
     Built by :func:`wrap`; call it like a torch model. Each call converts the input tensor
     (N, ...) to the wrapped thing's array type and dtype, evaluates it ``batch_size`` rows at
-    a time, and returns a tensor (N, K) (or (N,)) of the input's floating dtype on the input's
-    device, with no gradient. ``queries`` counts the rows evaluated since construction or
-    :meth:`reset_queries`, ``calls`` the calls made to the wrapped thing.
+    a time, and returns a tensor (N, K) (or (N,)) on the input's device, with no gradient, in
+    the input's floating dtype or the wrapped thing's if that is more precise. ``queries``
+    counts the rows evaluated since construction or :meth:`reset_queries`, ``calls`` the
+    calls made to the wrapped thing.
 
     Attributes
     ----------
@@ -190,7 +191,10 @@ class BlackBox:
         if res.dtype.kind not in "fiub":
             raise ProbeError(f"{_estimator_name(self.obj)}.{self.output or '__call__'} returned values of dtype "
                              f"{res.dtype}; probe needs numbers (use output='predict_proba' for string labels)")
-        return torch.as_tensor(np.ascontiguousarray(res)).to(device=x.device, dtype=x.dtype)
+        out = torch.as_tensor(np.ascontiguousarray(res))
+        # keep the wrapped model's precision (float64 predictions of float32 inputs stay float64)
+        dtype = torch.promote_types(x.dtype, out.dtype) if out.is_floating_point() else x.dtype
+        return out.to(device=x.device, dtype=dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
@@ -279,7 +283,8 @@ def wrap(obj: object, *, output: str | None = None, batch_size: int | None = 409
         object with one of the estimator methods, else "numpy".
     dtype : numpy or torch dtype, optional
         Dtype handed to the wrapped thing. Default float64 for estimators, the input's
-        dtype otherwise. Outputs always come back in the input's dtype, on its device.
+        dtype otherwise. Outputs come back on the input's device, in the input's dtype or the
+        wrapped thing's, whichever is more precise.
     flatten : bool, optional
         Reshape inputs (N, ...) to (N, D) before the call. Default True for estimators
         (scikit-learn wants 2-d arrays), False otherwise.

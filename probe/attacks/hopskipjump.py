@@ -11,7 +11,7 @@ from ..errors import ProbeError
 from ..norms import check_norm, lp_norm
 from ..spaces import Box, Space
 from .base import Attack, Forward, RunResult
-from .square import counter_uniform
+from .square import counter_draw
 
 __all__ = ["HopSkipJump"]
 
@@ -125,9 +125,9 @@ class HopSkipJump(Attack):
         dev = x.device
         queries = torch.zeros(n, dtype=torch.long, device=dev)
 
-        def rand(rows: torch.Tensor, counter: int, m: int) -> torch.Tensor:
+        def rand(rows: torch.Tensor, counter: int, m: int, kind: str = "uniform") -> torch.Tensor:
             # counters fixed by trial and iteration number: an input draws the same numbers in any batch
-            return counter_uniform(keys[rows], counter, m, x.dtype)
+            return counter_draw(keys[rows], counter, m, kind, x.dtype)
 
         def decide(z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -168,8 +168,8 @@ class HopSkipJump(Attack):
             b = min(int(self.init_evals * math.sqrt(t)), int(self.max_evals))
             counter = int(self.init_trials) + t
 
-            def draw(r: torch.Tensor, m: int, counter: int = counter) -> torch.Tensor:
-                return rand(r, counter, m)
+            def draw(r: torch.Tensor, m: int, kind: str, counter: int = counter) -> torch.Tensor:
+                return rand(r, counter, m, kind)
 
             grad = self._estimate(xt, rows, delta, b, space, decide, draw, queries, budget, norm)
             update = grad.sign() if norm == "linf" else grad
@@ -210,7 +210,7 @@ class HopSkipJump(Attack):
             if lo is not None:
                 z = lo + (hi - lo) * rand(rows, trial, d).view((-1,) + shape)
             else:
-                noise = _gaussian(rand(rows, trial, 2 * d), d).view((-1,) + shape)
+                noise = rand(rows, trial, d, "normal").view((-1,) + shape)
                 z = x[rows] + scale[rows] * 2.0 ** (trial // 4) * noise
             z = space.project(x[rows], z)
             ok = decide(z, rows)
@@ -261,8 +261,8 @@ class HopSkipJump(Attack):
         for s in range(0, m, chunk):
             r = torch.arange(s, min(s + chunk, m), device=xt.device)
             k = len(r)
-            u = rand(rows[r], b * d * (2 if norm == "l2" else 1))
-            rv = _gaussian(u, b * d) if norm == "l2" else u * 2 - 1
+            u = rand(rows[r], b * d, "normal" if norm == "l2" else "uniform")
+            rv = u if norm == "l2" else u * 2 - 1
             rv = rv.view(k, b, d)
             rv = rv / rv.norm(dim=2, keepdim=True).clamp(min=1e-12)
             base = xt[r].reshape(k, 1, d)
@@ -272,12 +272,15 @@ class HopSkipJump(Attack):
             pert = space.project(x0, pert).reshape(k, b, d)
             rv = (pert - base) / dl
             valid = torch.arange(b, device=xt.device)[None, :] < b_i[r][:, None]
-            flat = valid.flatten().nonzero().flatten()
-            owner = rows[r].repeat_interleave(b)[flat]
-            ok = decide(pert.reshape((k * b,) + shape)[flat], owner)
-            fval = torch.zeros(k * b, dtype=xt.dtype, device=xt.device)
-            fval[flat] = ok.to(xt.dtype) * 2 - 1
-            fval = fval.view(k, b)
+            owner = rows[r].repeat_interleave(b)
+            if bool(valid.all()):
+                fval = (decide(pert.reshape((k * b,) + shape), owner).to(xt.dtype) * 2 - 1).view(k, b)
+            else:   # inputs near the end of their budget use only the directions they can afford
+                flat = valid.flatten().nonzero().flatten()
+                ok = decide(pert.reshape((k * b,) + shape)[flat], owner[flat])
+                fval = torch.zeros(k * b, dtype=xt.dtype, device=xt.device)
+                fval[flat] = ok.to(xt.dtype) * 2 - 1
+                fval = fval.view(k, b)
             w = valid.to(xt.dtype)
             cnt = w.sum(1).clamp(min=1)
             mean = (fval * w).sum(1) / cnt
@@ -307,8 +310,3 @@ class HopSkipJump(Attack):
             eps[idx[~ok]] /= 2
         return out
 
-
-def _gaussian(u: torch.Tensor, m: int) -> torch.Tensor:
-    """Standard normal numbers (rows, m) from uniforms (rows, 2m) by the Box-Muller transform."""
-    u1, u2 = u[:, :m], u[:, m:2 * m]
-    return torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)

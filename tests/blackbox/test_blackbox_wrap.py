@@ -27,7 +27,7 @@ def test_outputs_match_the_estimator_methods(iris, device):
                            ("decision_function", "decision_function"), ("log_proba", "predict_log_proba")]:
         m = wrap(clf, output=output)
         out = m(x)
-        assert m.output == method and out.device.type == device.type and out.dtype == torch.float32
+        assert m.output == method and out.device.type == device.type and out.dtype == torch.float64
         expected = getattr(clf, method)(X[:17].astype(np.float32).astype(np.float64))
         np.testing.assert_allclose(out.cpu().numpy(), expected, rtol=1e-5, atol=1e-6)
     labels = wrap(clf, output="predict")(x).cpu().numpy()
@@ -68,6 +68,9 @@ def test_numpy_and_torch_callables():
     x = torch.randn(5, 3)
     out = m(x)
     assert isinstance(out, torch.Tensor) and out.shape == (5, 1) and not has_gradient(m)
+    assert out.dtype == torch.float64   # the function's float64 precision is kept
+    assert wrap(lambda a: a[:, :1].astype(np.float32))(x.double()).dtype == torch.float64
+    assert wrap(lambda a: a[:, :1].astype(np.float16))(x).dtype == torch.float32
     np.testing.assert_allclose(out.numpy(), x.numpy() @ w.T, rtol=1e-6)
     # a NumPy function of images: inputs keep their shape unless flatten=True
     img = wrap(lambda a: a.reshape(len(a), -1).sum(1, keepdims=True))
