@@ -238,7 +238,8 @@ def minimal_perturbation(model: object, x: object, criterion: Criterion | None =
         r = a(model, x, criterion, space=space, **kw)
         if r.norm != dist_norm and space.continuous:
             raise ProbeError(f"{a!r} measures {r.norm} distances, but norm={norm!r} was asked for")
-        if refine and space.continuous:
+        # a gradient-free search spends its query budget itself; refining would overspend it
+        if refine and space.continuous and a.needs_gradient:
             r = shrink_along_delta(model, x, r, criterion, space=space, batch_size=batch_size, device=device)
         results.append(r)
     return results[0] if len(results) == 1 else _best_of(results, name)

@@ -216,6 +216,16 @@ METHODS: dict[str, Callable[..., Attribution]] = {
 _FORWARD_ONLY = {"occlusion"}
 
 
+def _surrogate(model: object, x: torch.Tensor, objective: object, **options: object) -> Attribution:
+    from .surrogate import surrogate
+
+    return surrogate(model, x, objective, **options)
+
+
+METHODS["surrogate"] = _surrogate
+_FORWARD_ONLY.add("surrogate")
+
+
 def register_method(name: str, func: Callable[..., Attribution], *, forward_only: bool = False) -> None:
     """Add a method to :func:`sensitivity`.
 
