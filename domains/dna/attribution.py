@@ -90,8 +90,9 @@ def gradient_x_input(model: object, X: object, *, target: int | None = None, cor
     return Attribution(values=g * X, method="gradient_x_input")
 
 
-def integrated_gradients(model: object, X: object, *, target: int | None = None, baseline: str | torch.Tensor = "uniform",
-                         steps: int = 32, batch_size: int = 256, device: str | torch.device | None = None
+def integrated_gradients(model: object, X: object, *, target: int | None = None,
+                         baseline: str | torch.Tensor = "uniform", steps: int = 32, batch_size: int = 256,
+                         device: str | torch.device | None = None
                          ) -> Attribution:
     r"""Integrated gradients (Sundararajan, Taly & Yan, ICML 2017), trapezoid rule over ``steps`` intervals.
 
