@@ -60,7 +60,7 @@ def seqlets(attr: object, X: object = None, *, window: int = 5, flank: int = 3, 
     Returns
     -------
     pandas.DataFrame
-        ``sequence``, ``start``, ``end`` (exclusive), ``score`` (window sum), best first per sequence.
+        ``sequence``, ``start``, ``end`` (exclusive), ``attribution`` (the window sum), best first per sequence.
     """
     s = _per_position(attr, None if X is None else torch.as_tensor(X))
     if sign == "negative":
@@ -85,9 +85,9 @@ def seqlets(attr: object, X: object = None, *, window: int = 5, flank: int = 3, 
             if not np.isfinite(cand[j]) or cand[j] < threshold * best:
                 break
             start, end = max(0, j - flank), min(length, j + w + flank)
-            rows.append({"sequence": i, "start": start, "end": end, "score": float(sums[j])})
+            rows.append({"sequence": i, "start": start, "end": end, "attribution": float(sums[j])})
             free[max(0, start - w + 1):end] = False
-    return pd.DataFrame(rows, columns=["sequence", "start", "end", "score"])
+    return pd.DataFrame(rows, columns=["sequence", "start", "end", "attribution"])
 
 
 @functools.cache
