@@ -204,4 +204,6 @@ def _read(a: torch.Tensor, seq: torch.Tensor, start: torch.Tensor, width: int, f
     if ml or mr:
         a = F.pad(a, (0, 0, ml, mr), value=fill)
         length += ml + mr
-    return a.reshape(n * length, c).unfold(0, width, 1).index_select(0, seq * length + start + ml)
+    # (E, width, C) blocks copied whole, seen as (E, C, width): channels-last, which convolutions take as is
+    windows = a.reshape(n * length, c).unfold(0, width, 1).transpose(1, 2)
+    return windows.index_select(0, seq * length + start + ml).transpose(1, 2)
