@@ -80,6 +80,11 @@ def test_n_convention_and_centred_attribution():
             x = X[:1].clone()
             x[0, b, 5] = 1
             torch.testing.assert_close(t[0, b, 5], m(x)[0, 1] - base, atol=1e-5, rtol=0)
+    part = saturation_mutagenesis(m, X, target=1, start=3, end=12)
+    assert (part[..., :3] == 0).all() and (part[..., 12:] == 0).all()
+    torch.testing.assert_close(part[..., 3:12], t[..., 3:12], atol=1e-6, rtol=0)
+    with pytest.raises(ProbeError, match="start < end"):
+        saturation_mutagenesis(m, X, start=10, end=5)
     attr = saturation_mutagenesis(m, X, target=1, centered=True)
     torch.testing.assert_close(attr, (t - t.mean(1, keepdim=True)) * X)
     assert attr[0, :, 5].abs().sum() == 0

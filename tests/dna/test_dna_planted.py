@@ -125,6 +125,10 @@ def test_cli_and_plots(trained, tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sequences"] == 3 and "motifs" in summary
     assert main(["dna", "--quick", "--fasta", str(fasta), "--out", str(tmp_path / "bad")]) == 2
+    assert main(["dna", "--quick", "--model", "domains.dna.models:small_cnn", "--fasta", str(fasta), "--out",
+                 str(tmp_path / "factory")]) == 0
+    assert main(["dna", "--quick", "--model", "no.such.module:f", "--fasta", str(fasta), "--out",
+                 str(tmp_path / "bad2")]) == 2
 
 
 def test_report_fractions():
