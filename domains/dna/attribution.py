@@ -149,14 +149,24 @@ def ism_attribution(model: object, X: object, *, target: int | None = None, hypo
 
 
 def attribute(model: object, X: object, *, method: str = "saliency", **options: object) -> Attribution:
-    """Dispatch on ``method``: "saliency", "gradient_x_input", "integrated_gradients", "ism" or "edits"
-    (the substitutions of :func:`minimal_edits`, marked at their reference bases)."""
+    """Dispatch on ``method``: "saliency", "gradient_x_input", "integrated_gradients", "ism", "edits"
+    (the substitutions of :func:`minimal_edits`, marked at their reference bases) or "attack"
+    (``probe.sensitivity(method="attack")`` in a ``OneHot`` space: the minimal edit set as a change
+    x_adv - x, +1 at the new base and -1 at the old)."""
+    if method == "attack":
+        from probe import OneHot, sensitivity
+
+        dev = resolve_device(options.pop("device", None), model)
+        X, _ = prepare_input(X, dev)
+        options.setdefault("space", OneHot())
+        return sensitivity(model, X, method="attack", device=dev, **options)
     if method == "edits":
         from .edits import minimal_edits
 
         return minimal_edits(model, X, **options).attribution()
     if method not in METHODS:
-        raise ProbeError(f"unknown attribution method {method!r}; use one of {sorted(METHODS) + ['edits']}")
+        raise ProbeError(f"unknown attribution method {method!r}; use one of "
+                         f"{sorted(METHODS) + ['edits', 'attack']}")
     return METHODS[method](model, X, **options)
 
 

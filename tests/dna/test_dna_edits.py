@@ -147,3 +147,18 @@ def test_edits_of_all_sizes_are_found_by_beam_search():
     res = minimal_edits(model, X, Threshold(0.0), max_edits=4, guide="ism")
     assert int(res.n_edits[0]) == 2
     assert {p for p, _, _ in res.edits[0]} in [set(c) for c in itertools.product((3, 4), (8, 9))]
+
+
+def test_attack_attribution_is_the_minimal_edit_set():
+    from domains.dna import attribute
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.AdaptiveMaxPool1d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 2)).eval()
+    X = _seqs(6, 20, seed=7)
+    att = attribute(model, X, method="attack")
+    ok = att.extras["success"]
+    assert ok.all()
+    changed = (att.values != 0).any(1).sum(1)
+    assert torch.equal(changed[ok].float(), att.extras["distance"][ok])
+    assert (att.values.sum(1) == 0).all()  # +1 at the new base, -1 at the old one
