@@ -125,7 +125,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--n", type=int, default=16, help="sequences for ISM")
     p.add_argument("--length", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int, default=256)
     p.add_argument("--edit-n", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-edits", action="store_true")

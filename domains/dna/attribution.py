@@ -129,7 +129,7 @@ def integrated_gradients(model: object, X: object, *, target: int | None = None,
 
 
 def ism_attribution(model: object, X: object, *, target: int | None = None, hypothetical: bool = False,
-                    batch_size: int = 1024, device: str | torch.device | None = None) -> Attribution:
+                    batch_size: int = 256, device: str | torch.device | None = None) -> Attribution:
     r"""In-silico mutagenesis, centred across bases (tangermeme's attribution):
     :math:`\Delta_{b,p} - \frac14\sum_{b'}\Delta_{b',p}`, times the input unless ``hypothetical``.
 
