@@ -127,6 +127,11 @@ class ConvTrunk:
             raise Unsupported("the model does not start with a Conv1d trunk")
         self.trunk = trunk
         self.head = nn.Sequential(*layers[i:])
+        rest = layers[i:]
+        # Flatten + Linear: the head is linear in the trunk output, so an edit's output is the
+        # reference output plus the head's weights applied to the change of the window alone
+        self.linear = (len(rest) == 2 and isinstance(rest[0], nn.Flatten) and rest[0].start_dim == 1
+                       and rest[0].end_dim == -1 and isinstance(rest[1], nn.Linear))
 
     def cache(self, x: torch.Tensor) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """(input, output) of every mixing layer and the trunk output, for unedited sequences (S, 4, L)."""
@@ -188,12 +193,30 @@ class ConvTrunk:
             win = t.apply(merged)
             off = o_out
         length, w = out.shape[-1], win.shape[-1]
+        if self.linear:
+            return self._linear_head(out, seq, off, win)
         # write the window into the trunk output; columns outside [0, length) land in padding and are dropped
         full = F.pad(out, (w, w))[seq]
         at = (off + w)[:, None] + torch.arange(w, device=dev)
         full.scatter_(2, at[:, None, :].expand(-1, win.shape[1], -1), win)
         full = full[:, :, w:w + length]
         return self.head(full) if len(self.head) else full
+
+    def _linear_head(self, out: torch.Tensor, seq: torch.Tensor, off: torch.Tensor, win: torch.Tensor
+                     ) -> torch.Tensor:
+        """``head(out with win written in) = head(out) + W[:, :, window] . (win - out[window])``."""
+        linear = self.head[1]
+        n, c, length = out.shape
+        w = win.shape[-1]
+        span = off[:, None] + torch.arange(w, device=out.device)
+        inside = (span >= 0) & (span < length)
+        ref = F.pad(out, (w, w))
+        ref = ref.unfold(2, w, 1)[seq, :, off + w]  # (E, C, w)
+        delta = torch.where(inside[:, None, :], win - ref, torch.zeros((), dtype=win.dtype, device=win.device))
+        weight = F.pad(linear.weight.reshape(-1, c, length), (w, w)).unfold(2, w, 1)  # (K, C, L + w + 1, w)
+        weight = weight.index_select(2, off + w)  # (K, C, E, w)
+        y_ref = linear(out.flatten(1))[seq]
+        return y_ref + torch.einsum("kcew,ecw->ek", weight, delta)
 
 
 def _read(a: torch.Tensor, seq: torch.Tensor, start: torch.Tensor, width: int, fill: float) -> torch.Tensor:
@@ -204,4 +227,6 @@ def _read(a: torch.Tensor, seq: torch.Tensor, start: torch.Tensor, width: int, f
     if ml or mr:
         a = F.pad(a, (0, 0, ml, mr), value=fill)
         length += ml + mr
-    return a.reshape(n * length, c).unfold(0, width, 1).index_select(0, seq * length + start + ml)
+    # (E, width, C) blocks copied whole, seen as (E, C, width): channels-last, which convolutions take as is
+    windows = a.reshape(n * length, c).unfold(0, width, 1).transpose(1, 2)
+    return windows.index_select(0, seq * length + start + ml).transpose(1, 2)

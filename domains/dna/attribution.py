@@ -90,8 +90,9 @@ def gradient_x_input(model: object, X: object, *, target: int | None = None, cor
     return Attribution(values=g * X, method="gradient_x_input")
 
 
-def integrated_gradients(model: object, X: object, *, target: int | None = None, baseline: str | torch.Tensor = "uniform",
-                         steps: int = 32, batch_size: int = 256, device: str | torch.device | None = None
+def integrated_gradients(model: object, X: object, *, target: int | None = None,
+                         baseline: str | torch.Tensor = "uniform", steps: int = 32, batch_size: int = 256,
+                         device: str | torch.device | None = None
                          ) -> Attribution:
     r"""Integrated gradients (Sundararajan, Taly & Yan, ICML 2017), trapezoid rule over ``steps`` intervals.
 
@@ -128,7 +129,7 @@ def integrated_gradients(model: object, X: object, *, target: int | None = None,
 
 
 def ism_attribution(model: object, X: object, *, target: int | None = None, hypothetical: bool = False,
-                    batch_size: int = 1024, device: str | torch.device | None = None) -> Attribution:
+                    batch_size: int = 256, device: str | torch.device | None = None) -> Attribution:
     r"""In-silico mutagenesis, centred across bases (tangermeme's attribution):
     :math:`\Delta_{b,p} - \frac14\sum_{b'}\Delta_{b',p}`, times the input unless ``hypothetical``.
 
@@ -148,14 +149,24 @@ def ism_attribution(model: object, X: object, *, target: int | None = None, hypo
 
 
 def attribute(model: object, X: object, *, method: str = "saliency", **options: object) -> Attribution:
-    """Dispatch on ``method``: "saliency", "gradient_x_input", "integrated_gradients", "ism" or "edits"
-    (the substitutions of :func:`minimal_edits`, marked at their reference bases)."""
+    """Dispatch on ``method``: "saliency", "gradient_x_input", "integrated_gradients", "ism", "edits"
+    (the substitutions of :func:`minimal_edits`, marked at their reference bases) or "attack"
+    (``probe.sensitivity(method="attack")`` in a ``OneHot`` space: the minimal edit set as a change
+    x_adv - x, +1 at the new base and -1 at the old)."""
+    if method == "attack":
+        from probe import OneHot, sensitivity
+
+        dev = resolve_device(options.pop("device", None), model)
+        X, _ = prepare_input(X, dev)
+        options.setdefault("space", OneHot())
+        return sensitivity(model, X, method="attack", device=dev, **options)
     if method == "edits":
         from .edits import minimal_edits
 
         return minimal_edits(model, X, **options).attribution()
     if method not in METHODS:
-        raise ProbeError(f"unknown attribution method {method!r}; use one of {sorted(METHODS) + ['edits']}")
+        raise ProbeError(f"unknown attribution method {method!r}; use one of "
+                         f"{sorted(METHODS) + ['edits', 'attack']}")
     return METHODS[method](model, X, **options)
 
 

@@ -82,7 +82,7 @@ class MinimalEdits:
 def minimal_edits(model: object, X: object, criterion: Criterion | None = None, *, max_edits: int = 10,
                   mask: object = None, beam_width: int = 1, guide: str = "ism", prune: bool = True,
                   candidates: int = 32, batch_size: int | None = 256, device: str | torch.device | None = None,
-                  already_satisfied: str = "keep") -> MinimalEdits:
+                  already_satisfied: str = "keep", progress: bool = False) -> MinimalEdits:
     """The fewest substitutions that make ``model`` meet ``criterion`` on each sequence.
 
     A greedy (``beam_width=1``) or beam search over substitutions, each step adding the
@@ -108,6 +108,8 @@ def minimal_edits(model: object, X: object, criterion: Criterion | None = None, 
     device : str or torch.device, optional
     already_satisfied : {"keep", "raise"}, default "keep"
         Sequences that meet the criterion unedited are kept with zero edits (or raise ``ProbeError``).
+    progress : bool, default False
+        Progress bar over batches (only on a terminal).
 
     Returns
     -------
@@ -131,12 +133,12 @@ def minimal_edits(model: object, X: object, criterion: Criterion | None = None, 
         for i in range(len(Xt)):
             crit_i = _select(criterion, i)
             parts.append(attack(model, Xt[i:i + 1], crit_i, space=OneHot(mask=m[i]), batch_size=batch_size,
-                                device=dev, already_satisfied=already_satisfied))
+                                device=dev, already_satisfied=already_satisfied, progress=progress))
         result = AttackResult(*(torch.cat([getattr(p, f) for p in parts]) for f in
                                 ("x_adv", "delta", "success", "distance", "queries")), norm="l0", method=attack.name)
     else:
         result = attack(model, Xt, criterion, space=OneHot(mask=m), batch_size=batch_size, device=dev,
-                        already_satisfied=already_satisfied)
+                        already_satisfied=already_satisfied, progress=progress)
     edits = _edit_lists(Xt, result.x_adv, result.success)
     return MinimalEdits(edits=edits, success=result.success, x_adv=result.x_adv, x=Xt, result=result, names=names)
 

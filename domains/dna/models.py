@@ -10,7 +10,7 @@ from probe import ProbeError
 __all__ = ["small_cnn", "fit"]
 
 
-def small_cnn(n_outputs: int = 2, *, channels: int = 32, kernel: int = 11, seed: int = 0) -> nn.Sequential:
+def small_cnn(n_outputs: int = 3, *, channels: int = 32, kernel: int = 11, seed: int = 0) -> nn.Sequential:
     """Conv1d(4 -> channels, kernel) - ReLU - MaxPool(2) - Conv1d(channels -> channels, 5) - ReLU -
     global max pool - Linear(channels -> n_outputs).
 
@@ -27,7 +27,7 @@ def small_cnn(n_outputs: int = 2, *, channels: int = 32, kernel: int = 11, seed:
 
 
 def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, batch_size: int = 64,
-        lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0, reverse_complement: bool = True,
+        lr: float = 1e-2, weight_decay: float = 1e-4, seed: int = 0, reverse_complement: bool = True,
         device: str | torch.device | None = None) -> nn.Module:
     """Train a classifier with Adam on cross-entropy; returns the model in eval mode.
 

@@ -6,7 +6,7 @@ seqlet (widened by ``flank``), its neighbourhood is excluded, and so on. Each se
 are then scanned with the position-specific scoring matrices of JASPAR motifs (log-odds against
 a uniform background, with pseudocounts, computed by Biopython ``motifs``) on both strands; the
 motif whose best hit has the highest relative score :math:`(s - s_{min}) / (s_{max} - s_{min})`
-is reported with its position, strand and score.
+(ties: the higher log-odds score) is reported with its position, strand and score.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def seqlets(attr: object, X: object = None, *, window: int = 5, flank: int = 3, 
     Returns
     -------
     pandas.DataFrame
-        ``sequence``, ``start``, ``end`` (exclusive), ``score`` (window sum), best first per sequence.
+        ``sequence``, ``start``, ``end`` (exclusive), ``attribution`` (the window sum), best first per sequence.
     """
     s = _per_position(attr, None if X is None else torch.as_tensor(X))
     if sign == "negative":
@@ -85,9 +85,9 @@ def seqlets(attr: object, X: object = None, *, window: int = 5, flank: int = 3, 
             if not np.isfinite(cand[j]) or cand[j] < threshold * best:
                 break
             start, end = max(0, j - flank), min(length, j + w + flank)
-            rows.append({"sequence": i, "start": start, "end": end, "score": float(sums[j])})
+            rows.append({"sequence": i, "start": start, "end": end, "attribution": float(sums[j])})
             free[max(0, start - w + 1):end] = False
-    return pd.DataFrame(rows, columns=["sequence", "start", "end", "score"])
+    return pd.DataFrame(rows, columns=["sequence", "start", "end", "attribution"])
 
 
 @functools.cache
@@ -161,7 +161,8 @@ def match_motifs(X: object, regions: pd.DataFrame, *, motifs: dict[str, str] | s
                 scores = np.atleast_1d(pssm.calculate(Seq(sub)))
                 j = int(np.nanargmax(scores))
                 rel = (float(scores[j]) - pssm.min) / span if span > 0 else 0.0
-                if best is None or rel > best[5]:
+                # ties in relative score (several consensus hits) go to the more specific motif (more bits)
+                if best is None or (rel, float(scores[j])) > (best[5], best[4]):
                     best = (name, mid, lo + j, strand, float(scores[j]), rel)
         out.append(dict(zip(cols, best)) if best else dict.fromkeys(cols))
     return pd.concat([regions.reset_index(drop=True), pd.DataFrame(out, columns=cols)], axis=1)
