@@ -1,9 +1,13 @@
 """probe: adversarial machine learning as a scientific instrument."""
 
-from . import attacks
+from . import attacks, certify, diagnose, models, surrogate, testing, train
 from .criteria import Criterion, Misclassify, Shift, TargetClass, Threshold
 from .errors import ProbeError
+from .microscope import minimal_perturbation, robustness_curve
+from .models import wrap
 from .results import AttackResult, Attribution, Certificate, RobustnessCurve
+from .sensitivity import register_method as register_sensitivity_method
+from .sensitivity import sensitivity
 from .spaces import Box, OneHot, Space
 
 __version__ = "0.1.0"
@@ -13,5 +17,6 @@ __all__ = [
     "Criterion", "Misclassify", "TargetClass", "Threshold", "Shift",
     "Space", "Box", "OneHot",
     "AttackResult", "Attribution", "RobustnessCurve", "Certificate",
-    "attacks",
+    "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
+    "attacks", "certify", "diagnose", "models", "surrogate", "testing", "train",
 ]

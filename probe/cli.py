@@ -126,4 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run as a script this module is ``__main__``: use the importable one so that domain
+    # commands (instances of probe.cli.Command) are recognised
+    from probe.cli import main as _main
+
+    sys.exit(_main())

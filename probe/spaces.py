@@ -27,6 +27,10 @@ class Space:
     def project(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def select(self, index: torch.Tensor) -> Space:
+        """The space for the inputs ``index`` of a batch (differs only where it holds per-input settings)."""
+        return self
+
     def distance(self, x0: torch.Tensor, x: torch.Tensor, norm: str | None = None) -> torch.Tensor:
         return lp_norm(x - x0, norm or self.default_norm)
 
@@ -145,6 +149,12 @@ class OneHot(Space):
         if self.mask is not None:
             keep = keep | self._position_mask(x)
         return torch.where(keep, x0, out)
+
+    def select(self, index: torch.Tensor) -> OneHot:
+        """Keep the rows of a per-input mask of shape (N, positions...) that belong to ``index``."""
+        if self.mask is None or self.mask.dim() < 2:
+            return self
+        return OneHot(axis=self.axis, mask=self.mask[index.to(self.mask.device)])
 
     def _position_mask(self, x: torch.Tensor) -> torch.Tensor:
         positions = x.shape[: self.axis] + x.shape[self.axis + 1 :]

@@ -175,13 +175,14 @@ class Attack:
                 xb = x[idx]
                 extra = {k: v[idx.cpu()].to(dev) for k, v in presampled.items()}
                 before = counter.rows
-                out = self.run(f, xb, criterion, reference[idx], space, **extra)
+                space_b = space.select(idx)
+                out = self.run(f, xb, criterion, reference[idx], space_b, **extra)
                 if isinstance(out, RunResult):
                     xa, q = out.x_adv, out.queries.to(dev)
                 else:
                     xa = out
                     q = torch.full((len(idx),), (counter.rows - before) // max(len(idx), 1), device=dev)
-                x_adv[idx] = space.project(xb, xa.detach().to(x.dtype))
+                x_adv[idx] = space_b.project(xb, xa.detach().to(x.dtype))
                 queries[idx] = q.long()
 
             with torch.no_grad():

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import torch
 
-from ..criteria import Criterion
+from ..criteria import Criterion, Misclassify, TargetClass, as_logits
 from ..errors import ProbeError
 from ..norms import check_norm, project_ball, sample_ball, steepest_direction
 from ..spaces import Space
 from .base import Attack, Forward, check_eps, loss_and_grad
 
-__all__ = ["PGD"]
+__all__ = ["PGD", "CrossEntropySurrogate"]
+
+
+class CrossEntropySurrogate(Criterion):
+    """A classification criterion whose search loss is cross-entropy (Madry et al.'s surrogate).
+
+    ``Misclassify``: ``loss = CE(z, y)``; ``TargetClass``: ``loss = -CE(z, t)``. ``satisfied`` is the
+    wrapped criterion's.
+    """
+
+    def __init__(self, criterion: Criterion):
+        if not isinstance(criterion, (Misclassify, TargetClass)):
+            raise ProbeError(f"loss='ce' needs a Misclassify or TargetClass criterion, got {criterion!r}")
+        self.criterion = criterion
+
+    def prepare(self, clean_outputs: torch.Tensor) -> torch.Tensor:
+        return self.criterion.prepare(clean_outputs)
+
+    def loss(self, outputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        ce = torch.nn.functional.cross_entropy(as_logits(outputs), reference.long(), reduction="none")
+        return ce if isinstance(self.criterion, Misclassify) else -ce
+
+    def satisfied(self, outputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return self.criterion.satisfied(outputs, reference)
 
 
 class PGD(Attack):
@@ -40,13 +63,16 @@ class PGD(Attack):
         L1 only: quantile of |gradient| above which coordinates move.
     seed : int, default 0
         Seed of the random starts.
+    loss : {"margin", "ce"}, default "margin"
+        Surrogate to ascend: the criterion's margin loss, or cross-entropy (``Misclassify`` and
+        ``TargetClass`` only), the loss of Madry et al.
     """
 
     name = "pgd"
 
     def __init__(self, *, eps: float | torch.Tensor, norm: str = "linf", steps: int = 10,
                  step_size: float | None = None, restarts: int = 1, random_start: bool = True,
-                 sparsity: float = 0.99, seed: int = 0):
+                 sparsity: float = 0.99, seed: int = 0, loss: str = "margin"):
         self.eps = eps
         self.norm = norm
         self.steps = steps
@@ -55,6 +81,7 @@ class PGD(Attack):
         self.random_start = random_start
         self.sparsity = sparsity
         self.seed = seed
+        self.loss = loss
 
     def _checked(self) -> tuple[str, float | torch.Tensor]:
         norm = check_norm(self.norm)
@@ -63,6 +90,8 @@ class PGD(Attack):
                              f"restarts={self.restarts}")
         if self.step_size is not None:
             check_eps(self.step_size, "step_size")
+        if self.loss not in ("margin", "ce"):
+            raise ProbeError(f"PGD loss must be 'margin' or 'ce', got {self.loss!r}")
         return norm, check_eps(self.eps)
 
     def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -80,32 +109,42 @@ class PGD(Attack):
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor, space: Space,
             eps: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         norm = check_norm(self.norm)
+        if self.loss == "ce":
+            criterion = CrossEntropySurrogate(criterion)
         shape = (-1,) + (1,) * (x.dim() - 1)
         e = eps.to(x).view(shape)
         alpha = e * 2.5 / self.steps if self.step_size is None else torch.full_like(e, float(self.step_size))
         best = x.clone()
         best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        eps_x = eps.to(x)
 
-        def keep(xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
-            better = ~found & (ok | (loss > best_loss))
-            best[better] = xa[better]
-            best_loss[better] = loss[better]
-            found.logical_or_(ok)
+        def keep(idx: torch.Tensor, xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
+            better = ~found[idx] & (ok | (loss > best_loss[idx]))
+            rows = idx[better]
+            best[rows] = xa[better]
+            best_loss[rows] = loss[better]
+            found[idx[ok]] = True
 
         for r in range(int(self.restarts)):
             start = noise[:, r] * e if noise is not None else torch.zeros_like(x)
-            xa = space.project(x, x + project_ball(start, eps.to(x), norm))
+            xa = space.project(x, x + project_ball(start, eps_x, norm))
+            # each input stops at its first success: later steps only compute on the inputs still searching
             for _ in range(int(self.steps)):
-                loss, grad, out = loss_and_grad(f, xa, criterion, reference)
-                keep(xa, loss, criterion.satisfied(out, reference))
-                if found.all():
+                idx = (~found).nonzero().flatten()
+                if len(idx) == 0:
                     return best
-                step = xa + alpha * steepest_direction(grad, norm, self.sparsity)
-                xa = space.project(x, x + project_ball(step - x, eps.to(x), norm))
+                xs, x0 = xa[idx], x[idx]
+                loss, grad, out = loss_and_grad(f, xs, criterion, reference[idx])
+                keep(idx, xs, loss, criterion.satisfied(out, reference[idx]))
+                step = xs + alpha[idx] * steepest_direction(grad, norm, self.sparsity)
+                xa[idx] = space.project(x0, x0 + project_ball(step - x0, eps_x[idx], norm))
+            idx = (~found).nonzero().flatten()
+            if len(idx) == 0:
+                break
             with torch.no_grad():
-                out = f(xa)
-            keep(xa, criterion.loss(out, reference), criterion.satisfied(out, reference))
+                out = f(xa[idx])
+            keep(idx, xa[idx], criterion.loss(out, reference[idx]), criterion.satisfied(out, reference[idx]))
             if found.all():
                 break
         return best

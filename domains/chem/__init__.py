@@ -1,0 +1,23 @@
+"""Molecules: which features and atoms a predicted property rests on.
+
+SMILES/SDF in (RDKit), descriptor and Morgan-fingerprint features with the map from each
+feature back to atoms, feature-space minimal perturbations under chemically possible bounds,
+per-atom sensitivity drawn on the molecule, STONED-SELFIES counterfactuals, Free-Wilson
+ground truth and real data that ships inside installed packages.
+"""
+
+from .atoms import AtomMaps, atom_contributions, atom_incidence, atom_weights, project_to_atoms
+from .counterfactuals import Counterfactuals, counterfactuals, stoned
+from .featurize import DEFAULT_DESCRIPTORS, Features, Featurizer, featurize
+from .freewilson import FreeWilson, free_wilson, substituent_scores
+from .io import MoleculeSet, as_molecules, from_frame, read_sdf
+from .shifts import DescriptorShifts, Drop, descriptor_sensitivity, descriptor_shifts
+
+__all__ = [
+    "MoleculeSet", "as_molecules", "read_sdf", "from_frame",
+    "featurize", "Featurizer", "Features", "DEFAULT_DESCRIPTORS",
+    "atom_weights", "atom_incidence", "atom_contributions", "project_to_atoms", "AtomMaps",
+    "Drop", "descriptor_shifts", "descriptor_sensitivity", "DescriptorShifts",
+    "counterfactuals", "stoned", "Counterfactuals",
+    "free_wilson", "substituent_scores", "FreeWilson",
+]

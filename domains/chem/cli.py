@@ -1,0 +1,258 @@
+"""``probe chem``: which features and atoms a predicted affinity rests on.
+
+With no arguments: trains a fingerprint + descriptor model on RDKit's sulfonamide series
+(pIC50) and writes atom maps of the most potent compounds (side by side with a random
+forest's), the descriptor shifts that cost a tenfold loss of potency, a counterfactual
+grid, the Free-Wilson check and ``summary.json``. With ``--model`` and
+``--smiles``/``--sdf`` it probes the user's own model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probe.cli import Command
+from probe.criteria import Threshold
+from probe.errors import ProbeError
+
+__all__ = ["COMMAND", "save_model", "load_model"]
+
+
+def save_model(path: str | Path, model: object, featurizer: object) -> Path:
+    """Store a model with the featuriser it was trained with (``probe chem --model PATH`` reads it)."""
+    path = Path(path)
+    with open(path, "wb") as fh:
+        pickle.dump({"model": model, "featurizer": featurizer}, fh)
+    return path
+
+
+def load_model(path: str | Path) -> tuple[object, object | None]:
+    """``(model, featurizer or None)`` from a file written by :func:`save_model`, ``torch.save`` or pickle.
+
+    Only load files you trust: pickles can run code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ProbeError(f"model file {str(path)!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+    except Exception:  # torch.save files with tensors stored out of line
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and "model" in obj:
+        return obj["model"], obj.get("featurizer")
+    return obj, None
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, help="model file (from domains.chem.cli.save_model, torch.save or pickle)")
+    p.add_argument("--smiles", nargs="*", help="SMILES to probe (or a .smi/.txt file, one per line)")
+    p.add_argument("--sdf", type=Path, help="SDF file of molecules to probe")
+    p.add_argument("--kind", default="morgan", help="features a bare --model expects: morgan (default), "
+                   "descriptors or morgan+descriptors (needs the featuriser saved with the model)")
+    p.add_argument("--n-bits", type=int, default=2048, help="Morgan bits of a bare --model (default 2048)")
+    p.add_argument("--radius", type=int, default=2, help="Morgan radius of a bare --model (default 2)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="criterion: prediction below this value (default: a drop by --delta)")
+    p.add_argument("--delta", type=float, default=1.0, help="criterion: prediction falls by this much (default 1)")
+    p.add_argument("--top", type=int, default=3, help="molecules to report (default 3)")
+    p.add_argument("--samples", type=int, default=2000, help="STONED samples per counterfactual search")
+
+
+def _criterion(args):
+    from .shifts import Drop
+
+    return Threshold(args.threshold) if args.threshold is not None else Drop(args.delta)
+
+
+def _user_molecules(args):
+    from .io import as_molecules, read_sdf
+
+    if args.sdf:
+        return read_sdf(args.sdf)
+    items = list(args.smiles or [])
+    if len(items) == 1 and Path(items[0]).suffix in (".smi", ".txt") and Path(items[0]).exists():
+        items = [ln.split()[0] for ln in Path(items[0]).read_text().splitlines() if ln.strip()]
+    return as_molecules(items)
+
+
+def _atom_figure(rows: list, out: Path, name: str) -> str:
+    """Grid of similarity maps: one row per model, one column per molecule."""
+    import matplotlib.pyplot as plt
+
+    ncol = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 3.3 * len(rows)), squeeze=False)
+    for r, (label, maps) in enumerate(rows):
+        for c in range(ncol):
+            maps.plot(c, ax=axes[r][c])
+            axes[r][c].set_title(f"{label}: {maps.names[c]}  f={maps.prediction[c]:.2f}", fontsize=8)
+    fig.tight_layout()
+    path = out / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model") -> None:
+    """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
+    import matplotlib.pyplot as plt
+
+    from .atoms import atom_weights
+    from .counterfactuals import counterfactuals
+    from .shifts import descriptor_shifts
+
+    crit = _criterion(args)
+    maps = atom_weights(model, feats, idx)
+    summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png")
+    maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
+    summary["molecules"] = [{"name": maps.names[k], "smiles": feats.molecules.smiles[i],
+                             "prediction": float(maps.prediction[k]),
+                             "top_atoms": [int(a) for a in np.argsort(-np.abs(maps.weights[k]))[:3]]}
+                            for k, i in enumerate(idx)]
+    ds = feats.featurizer.descriptor_slice()
+    differentiable = isinstance(model, torch.nn.Module)
+    if ds is not None and differentiable:
+        bits = [n for n in feats.names if n.startswith("morgan_")]
+        try:
+            sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1)
+        except ProbeError as err:
+            summary["descriptor_shifts"] = f"not computed: {err}"
+        else:
+            sh.table.to_csv(out / "descriptor_shifts.csv", index=False)
+            fig, axes = plt.subplots(1, len(idx), figsize=(5.5 * len(idx), 3.8), squeeze=False)
+            for k in range(len(idx)):
+                sh.plot(k, ax=axes[0][k])
+                axes[0][k].set_title(f"{maps.names[k]}: {sh.prediction[k]:.2f} -> {sh.new_prediction[k]:.2f}",
+                                     fontsize=9)
+            fig.tight_layout()
+            fig.savefig(out / "descriptor_shifts.png", dpi=110)
+            plt.close(fig)
+            summary["descriptor_shifts"] = {
+                maps.names[k]: {"success": bool(sh.success[k]), "distance_std": float(sh.distance[k]),
+                                "moves": {r.feature: round(float(r.change), 4)
+                                          for r in sh.for_molecule(k).head(5).itertuples()}}
+                for k in range(len(idx))}
+    cfs = {}
+    for k, i in enumerate(idx[:1] if args.quick else idx):
+        try:
+            cf = counterfactuals(model, feats.molecules.mols[i], crit, featurizer=feats.featurizer,
+                                 n_samples=args.samples, top=8)
+        except ProbeError as err:
+            cfs[maps.names[k]] = f"not searched: {err}"
+            continue
+        cf.table.to_csv(out / f"counterfactuals_{k}.csv", index=False)
+        if len(cf):
+            cf.grid(top=8).save(out / f"counterfactuals_{k}.png")
+        cfs[maps.names[k]] = {"candidates": cf.candidates, "found": len(cf),
+                              "best": cf.table.iloc[0][["smiles", "similarity", "prediction"]].to_dict() if len(cf)
+                              else None}
+    summary["counterfactuals"] = cfs
+
+
+def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
+    """Largest difference between our atom weights and RDKit's ``GetAtomicWeightsForModel`` for molecule ``i``."""
+    from rdkit import DataStructs
+    from rdkit.Chem.Draw import SimilarityMaps
+
+    from .io import quiet_rdkit
+
+    n_bits = fp.featurizer.n_bits
+
+    def predict(v):
+        a = np.zeros((n_bits,))
+        DataStructs.ConvertToNumpyArray(v, a)
+        return float(rf.predict(a[None])[0])
+
+    def fingerprint(m, atom):
+        return SimilarityMaps.GetMorganFingerprint(m, atom, radius=fp.featurizer.radius, fpType="bv", nBits=n_bits)
+
+    with quiet_rdkit():
+        ref = SimilarityMaps.GetAtomicWeightsForModel(fp.molecules[i], fingerprint, predict)
+    return float(np.abs(np.asarray(ref) - weights).max())
+
+
+def _default(args, out: Path) -> dict:
+    from scipy.stats import spearmanr
+    from sklearn.ensemble import RandomForestRegressor
+
+    from . import datasets
+    from .atoms import atom_weights
+    from .featurize import featurize
+    from .freewilson import free_wilson, substituent_scores
+    from .models import fit_mlp
+
+    df = datasets.sulfonamides()
+    n_bits = 256 if args.quick else 2048
+    if args.quick:
+        args.samples = min(args.samples, 300)
+    feats = featurize(df.set_index("name")["smiles"], kind=("morgan", "descriptors"), n_bits=n_bits)
+    y = df["pIC50"].to_numpy()
+    rng = np.random.default_rng(0)
+    test = rng.random(len(df)) < 0.2
+    tr = np.flatnonzero(~test)
+    model = fit_mlp(feats.X[tr], y[tr], epochs=15 if args.quick else 150, hidden=32 if args.quick else 128)
+    with torch.no_grad():
+        pred = model(feats.X)[:, 0].numpy()
+    r2 = 1 - ((pred[test] - y[test]) ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
+    save_model(out / "model.pkl", model, feats.featurizer)
+    summary: dict = {"data": "RDKit Contrib/FreeWilson CHEMBL2321810 sulfonamides", "n_molecules": len(df),
+                     "features": len(feats.names), "test_r2": float(r2),
+                     "test_spearman": float(spearmanr(pred[test], y[test])[0])}
+    idx = [int(i) for i in np.argsort(-y)[: args.top]]
+    _probe(model, feats, idx, args, out, summary, label="MLP")
+
+    # a random forest on the fingerprint alone, mapped with forward calls only, next to the network
+    fp = featurize(df.set_index("name")["smiles"], kind="morgan", n_bits=n_bits)
+    rf = RandomForestRegressor(n_estimators=30 if args.quick else 200, random_state=0, n_jobs=1)
+    rf.fit(fp.X[tr].numpy(), y[tr])
+    mlp_maps = atom_weights(model, feats, idx)
+    rf_maps = atom_weights(rf, fp, idx)
+    summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png")
+    summary["mlp_rf_atom_spearman"] = [float(spearmanr(a, b)[0]) for a, b in zip(mlp_maps.weights, rf_maps.weights)]
+    summary["rdkit_similarity_map_max_abs_diff"] = _rdkit_check(rf, fp, idx[0], rf_maps.weights[0])
+
+    # ground truth: Free-Wilson substituent contributions against summed atom weights
+    fw = free_wilson(feats.molecules, y, datasets.sulfonamide_scaffold())
+    matched = [int(i) for i in fw.matched]
+    fw_rows = {}
+    for label, m, f in (("MLP", model, feats), ("RF", rf, fp)):
+        maps = atom_weights(m, f, matched)
+        table = substituent_scores(fw, dict(zip(matched, maps.weights)))
+        sel = table[(table["count"] >= 3) & table["atom_score"].notna() & (table["position"] != "R10")]
+        fw_rows[label] = {"substituents": len(sel), "spearman": float(spearmanr(sel.contribution, sel.atom_score)[0])}
+        table.to_csv(out / f"freewilson_{label.lower()}.csv", index=False)
+    summary["free_wilson"] = {"r2": fw.r2, "matched": len(matched), **fw_rows}
+    return summary
+
+
+def _run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.model is None:
+        if args.smiles or args.sdf:
+            raise ProbeError("--smiles/--sdf probe a model given with --model")
+        return _default(args, out)
+    from .featurize import Featurizer
+
+    model, featurizer = load_model(args.model)
+    mols = _user_molecules(args)
+    if featurizer is None:
+        kind = tuple(args.kind.split("+"))
+        if "descriptors" in kind:
+            raise ProbeError("a model on descriptors needs the featuriser it was trained with; "
+                             "save it with domains.chem.cli.save_model(path, model, features.featurizer)")
+        featurizer = Featurizer(kind, radius=args.radius, n_bits=args.n_bits,
+                                mean=np.zeros(args.n_bits), scale=np.ones(args.n_bits))
+    feats = featurizer(mols)
+    summary: dict = {"model": str(args.model), "n_molecules": len(mols)}
+    _probe(model, feats, list(range(min(len(mols), args.top))), args, out, summary)
+    return summary
+
+
+COMMAND = Command(name="chem", help="which molecular features and atoms a predicted property rests on",
+                  add_arguments=_add_arguments, run=_run)

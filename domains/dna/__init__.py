@@ -1,0 +1,21 @@
+"""DNA sequence models under the microscope: ISM, minimal edits, attributions, motifs, logos.
+
+Sequences come in as FASTA (Biopython ``SeqIO``), strings or records and go to one-hot tensors
+(N, 4, L) in ``ACGT`` order; everything else takes those tensors (or sequences) and a model.
+"""
+
+from . import datasets
+from .attribution import attribute, gradient_x_input, integrated_gradients, ism_attribution, saliency
+from .edits import MinimalEdits, minimal_edits
+from .io import ALPHABET, IUPAC, Sequences, as_sequences, decode, one_hot, read_fasta, reverse_complement
+from .ism import saturation_mutagenesis
+from .models import fit, small_cnn
+from .motifs import jaspar_collection, match_motifs, seqlets
+from .plots import plot_ism, plot_logo
+
+__all__ = [
+    "ALPHABET", "IUPAC", "Sequences", "as_sequences", "decode", "one_hot", "read_fasta", "reverse_complement",
+    "saturation_mutagenesis", "minimal_edits", "MinimalEdits",
+    "saliency", "gradient_x_input", "integrated_gradients", "ism_attribution", "attribute",
+    "seqlets", "match_motifs", "jaspar_collection", "plot_logo", "plot_ism", "datasets", "small_cnn", "fit",
+]

@@ -1,0 +1,134 @@
+"""``probe dna``: train a small CNN on generated promoters (or load the user's model and FASTA) and report
+logos, ISM maps, minimal edits and matched motifs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probe import Misclassify, ProbeError
+from probe.cli import Command
+
+__all__ = ["COMMAND", "load_model"]
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="TorchScript file, or 'module:factory' returning a torch.nn.Module (default: train a CNN)")
+    p.add_argument("--fasta", type=Path, default=None, help="sequences to probe (default: generated promoters)")
+    p.add_argument("--pad", choices=["right", "left", "both"], default=None, help="pad unequal lengths with N")
+    p.add_argument("--iupac", choices=["error", "fractional"], default="error", help="ambiguity letters")
+    p.add_argument("--max-edits", type=int, default=8, help="largest edit set searched (default 8)")
+    p.add_argument("--n", type=int, default=None, help="sequences to report on (default 12, quick 6)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def load_model(spec: str) -> torch.nn.Module:
+    """A TorchScript file, or ``module:factory`` (the factory is called with no arguments)."""
+    if os.path.isfile(spec):
+        try:
+            return torch.jit.load(spec, map_location="cpu")
+        except RuntimeError as err:
+            raise ProbeError(f"model file {spec!r} is not a TorchScript archive: {str(err).splitlines()[0]}") from None
+    if ":" not in spec:
+        raise ProbeError(f"--model {spec!r} is neither a file nor 'module:factory'")
+    mod, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as err:
+        raise ProbeError(f"--model {spec!r}: {err}") from None
+    model = factory()
+    if not callable(model):
+        raise ProbeError(f"--model {spec!r} did not return a model")
+    return model
+
+
+def _run(args: argparse.Namespace) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import datasets
+    from .attribution import gradient_x_input
+    from .edits import minimal_edits
+    from .io import one_hot, read_fasta
+    from .ism import saturation_mutagenesis
+    from .models import fit, small_cnn
+    from .motifs import match_motifs, seqlets
+    from .plots import plot_ism, plot_logo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_show = args.n or (6 if args.quick else 12)
+    summary: dict = {}
+    sites = None
+    if args.fasta is None:
+        n, epochs = (900, 6) if args.quick else (3000, 15)
+        data = datasets.promoters(n, 60, seed=args.seed, sharpen=3)
+        X, y = data.X, data.y
+        split = int(0.8 * n)
+        model = load_model(args.model) if args.model else fit(small_cnn(3, channels=16, seed=args.seed),
+                                                               X[:split], y[:split], epochs=epochs, seed=args.seed)
+        test = data.subset(np.arange(split, n))
+        X = test.X
+        with torch.no_grad():
+            pred = model(X).argmax(1)
+        acc = float((pred == test.y).float().mean())
+        keep = np.nonzero(((pred == test.y).numpy()) & (test.labels < 2))[0][:n_show]
+        X, labels, names = X[keep], test.y[keep], [test.sequences.names[i] for i in keep]
+        sites = test.sites
+        site_mask = test.site_mask()[keep]
+        summary.update(source="generated promoters (JASPAR sites)", test_accuracy=round(acc, 4))
+        criterion = Misclassify(labels)
+    else:
+        if not args.model:
+            raise ProbeError("--fasta needs --model (TorchScript file or module:factory)")
+        model = load_model(args.model)
+        seqs = read_fasta(args.fasta)
+        X = one_hot(seqs, pad=args.pad, iupac=args.iupac)[:n_show]
+        names = list(seqs.names[:n_show])
+        keep = np.arange(len(X))
+        criterion = Misclassify()
+        summary.update(source=str(args.fasta))
+    ism = saturation_mutagenesis(model, X)
+    if ism.dim() == 4:
+        pred = model(X).argmax(1) if isinstance(model, torch.nn.Module) else None
+        ism = ism.gather(3, pred[:, None, None, None].expand(-1, 4, X.shape[2], 1))[..., 0]
+    attr = gradient_x_input(model, X)
+    edits = minimal_edits(model, X, criterion, max_edits=args.max_edits)
+    found = seqlets(attr, max_seqlets=2)
+    matched = match_motifs(X, found)
+    matched["name"] = [names[i] for i in matched.sequence]
+    edits.to_frame().to_csv(out / "edits.csv", index=False)
+    matched.to_csv(out / "motifs.csv", index=False)
+    for k in range(min(len(X), 6)):
+        own = None if sites is None else sites[sites.sequence == keep[k]]
+        fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), constrained_layout=True)
+        plot_logo(attr.values[k], ax=axes[0], edits=edits.edits[k], sites=own, title=f"{names[k]}: gradient x input")
+        plot_ism(ism[k], X[k], ax=axes[1], edits=edits.edits[k], sites=own, title="ISM: change of predicted logit")
+        fig.savefig(out / f"{names[k]}.png", dpi=90)
+        plt.close(fig)
+    summary.update(
+        sequences=len(X), edits_success_rate=round(float(edits.success.float().mean()), 4),
+        median_edits=float(np.median(edits.n_edits[edits.success].cpu().numpy())) if edits.success.any() else None,
+        edits={names[i]: [f"{p}{r}>{a}" for p, r, a in edits.edits[i]] for i in range(len(X))},
+        motifs=matched[["name", "start", "end", "motif", "matrix_id", "position", "strand", "score"]]
+        .to_dict(orient="records"),
+    )
+    if sites is not None:
+        in_site = [bool(site_mask[i][p]) for i in range(len(X)) for p, _, _ in edits.edits[i]]
+        planted = sites.groupby("sequence").factor.apply(set)
+        hits = [m in planted.get(keep[s], set()) for s, m in zip(matched.sequence, matched.motif)]
+        summary.update(fraction_edits_in_sites=round(float(np.mean(in_site)), 4) if in_site else None,
+                       fraction_motifs_planted=round(float(np.mean(hits)), 4) if hits else None)
+    return summary
+
+
+COMMAND = Command(name="dna", help="DNA models: ISM, minimal edits, attributions, JASPAR motifs, logos",
+                  add_arguments=_add_arguments, run=_run)

@@ -1,0 +1,247 @@
+"""In-silico saturation mutagenesis (ISM): every single substitution of every sequence."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from probe import ProbeError
+from probe._device import model_hygiene, resolve_device
+from probe.models import forward
+
+from ._fastism import ConvTrunk, Unsupported
+from .io import Sequences, as_sequences, one_hot
+
+__all__ = ["saturation_mutagenesis", "prepare_input"]
+
+_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+
+def prepare_input(X: object, device: torch.device, **one_hot_options: object) -> tuple[torch.Tensor, Sequences | None]:
+    """One-hot tensor (N, 4, L) on ``device`` (a copy) and the named sequences it came from, if any."""
+    if torch.is_tensor(X) or hasattr(X, "__array__"):
+        t = torch.as_tensor(X)
+        if t.dim() == 2:
+            t = t[None]
+        if t.dim() != 3 or t.shape[1] != 4:
+            raise ProbeError(f"expected one-hot DNA of shape (N, 4, L), got shape {tuple(t.shape)}")
+        if t.shape[0] == 0 or t.shape[2] == 0:
+            raise ProbeError(f"no sequence to work on: shape {tuple(t.shape)} (zero sequences or zero length)")
+        t = t.detach().to(device=device, dtype=t.dtype if t.is_floating_point() else torch.get_default_dtype())
+        bad = ~torch.isfinite(t)
+        if bad.any():
+            i, b, p = (int(v) for v in bad.nonzero()[0])
+            raise ProbeError(f"sequence {i} holds a non-finite value at base {b}, position {p}")
+        return t.clone(), None
+    seqs = as_sequences(X)
+    return one_hot(seqs, **one_hot_options).to(device), seqs
+
+
+def _label(seqs: Sequences | None, i: int) -> str:
+    return seqs.label(i) if seqs is not None else f"sequence {i}"
+
+
+def _call(model: object, x: torch.Tensor, seqs: Sequences | None, first: int) -> torch.Tensor:
+    try:
+        return forward(model, x)
+    except ProbeError as err:
+        raise ProbeError(f"on {_label(seqs, first)} and the {len(x) - 1} after it: {err}") from None
+    except (RuntimeError, TypeError, IndexError, ValueError) as err:
+        msg = str(err).strip().splitlines()[0]
+        raise ProbeError(f"the model could not be called on {_label(seqs, first)} (input shape "
+                         f"{tuple(x.shape)}): {msg}") from None
+
+
+def _edit_list(X: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """(E, 3) long tensor of (sequence, base, position): every substitution that changes a column.
+
+    The identity edit (writing the base already there) is left out; an all-zero (N) or fractional
+    column has no identity, so all four of its bases are edits.
+    """
+    todo = X[:, :, start:end] != 1
+    idx = todo.nonzero()
+    idx[:, 2] += start
+    return idx
+
+
+def _mutants(X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    xm = X[seq].clone()
+    rows = torch.arange(len(seq), device=X.device)
+    xm[rows, :, pos] = 0
+    xm[rows, base, pos] = 1
+    return xm
+
+
+def saturation_mutagenesis(model: object, X: object, *, target: int | None = None, batch_size: int = 256,
+                           device: str | torch.device | None = None, start: int = 0, end: int | None = None,
+                           centered: bool = False, hypothetical: bool = False, fast: bool | None = None,
+                           progress: bool | None = False, iupac: str = "error", pad: str | None = None
+                           ) -> torch.Tensor:
+    r"""Change of the model's output under every single-base substitution.
+
+    For sequence :math:`x` (one-hot, (4, L)) and the mutant :math:`x^{(b,p)}` whose column ``p`` is the
+    base ``b``, returns
+
+    .. math:: \Delta_{b,p} = f(x^{(b,p)}) - f(x),
+
+    zero at the reference base. At an ``N`` (all-zero) column — or a fractional IUPAC column — no base
+    is the reference: all four entries are the change from writing that base over the unknown column
+    (tangermeme's convention: it, too, makes all four edits of a column that is not a clean one-hot).
+    With ``centered=True`` the table is centred across bases at each position,
+    :math:`\Delta_{b,p} - \frac14 \sum_{b'} \Delta_{b',p}`, and (unless ``hypothetical``) multiplied by
+    the one-hot input — tangermeme's ISM attribution (Schreiber, tangermeme, 2024), averaged over the
+    outputs when ``target`` is None.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+        Maps (B, 4, L) to (B, K) (or (B,)).
+    X : torch.Tensor of shape (N, 4, L), or sequences (str, Sequences, list of str / SeqRecord)
+        Never modified.
+    target : int, optional
+        Output column. Default: the only column of a single-output model; for K > 1 outputs the
+        result gets a last axis of size K.
+    batch_size : int, default 256
+        Mutants per forward pass (256 keeps the fast path's windows in cache on a CPU; on a GPU
+        larger batches pay); the result does not depend on it.
+    device : str or torch.device, optional
+        Default: the model's device, else CUDA when available, else CPU.
+    start, end : int, optional
+        Mutate only positions ``start <= p < end`` (default all); the others are zero.
+    centered, hypothetical : bool, default False
+        Return tangermeme's centred attribution instead of the raw change (see above).
+    fast : bool or None, default None
+        For an ``nn.Sequential`` whose first layers are Conv1d / pooling / elementwise layers, carry
+        each edit through the trunk as the narrow window it can change (fastISM, Nair et al. 2022).
+        The fast path is checked against full forward passes on the first batch of edits (which
+        includes both ends of the sequence) and abandoned with a warning if they differ by more than
+        rounding. ``None`` uses it where the model allows; ``True`` also warns when it does not;
+        ``False`` never uses it.
+    progress : bool or None, default False
+        Progress bar over batches (None: only on a terminal).
+    iupac, pad : passed to :func:`one_hot` when ``X`` holds sequences.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, 4, L) (or (N, 4, L, K) with ``target=None`` and K > 1 outputs)
+        On the device of ``X`` when it is a tensor, else on the compute device.
+
+    Raises
+    ------
+    ProbeError
+        Bad sequences (naming the record), a model that cannot be called on them or whose output
+        does not fit (naming the first record of the failing batch), ``target`` out of range.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(device, model)
+    out_device = X.device if torch.is_tensor(X) else dev
+    X, seqs = prepare_input(X, dev, iupac=iupac, pad=pad)
+    n, _, length = X.shape
+    end = length if end is None else (length + 1 + end if end < 0 else end)
+    if not 0 <= start < end <= length:
+        raise ProbeError(f"need 0 <= start < end <= length; got start={start}, end={end}, length={length}")
+    if batch_size is None or int(batch_size) < 1:
+        raise ProbeError(f"batch_size must be a positive integer, got {batch_size}")
+    batch_size = int(batch_size)
+
+    with model_hygiene(model, dev) as m, torch.no_grad():
+        y0 = torch.cat([_call(m, X[i:i + batch_size], seqs, i) for i in range(0, n, batch_size)])
+        k = y0.shape[1]
+        if target is not None and not -k <= int(target) < k:
+            raise ProbeError(f"target={target} is out of range for a model with {k} outputs")
+        edits = _edit_list(X, start, end)
+        table = torch.zeros(n, 4, length, k, device=dev, dtype=y0.dtype)
+        trunk = _trunk(m, fast)
+        cache = None if trunk is None else _TrunkCache(trunk, X, batch_size)
+        chunks = range(0, len(edits), batch_size)
+        for c in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
+                      leave=False):
+            seq, base, pos = edits[c:c + batch_size].unbind(1)
+            if trunk is not None:
+                y, trunk = _fast_batch(m, cache, X, seq, base, pos, seqs, first=c == 0)
+            else:
+                y = _call(m, _mutants(X, seq, base, pos), seqs, int(seq[0]))
+            if y.shape[1] != k:
+                raise ProbeError(f"the model returned {y.shape[1]} outputs on mutants of {_label(seqs, int(seq[0]))} "
+                                 f"and {k} on the sequence itself")
+            table[seq, base, pos] = y - y0[seq]
+    if centered:
+        attr = table - table.mean(1, keepdim=True)
+        attr = attr[..., int(target)] if target is not None else attr.mean(-1)
+        if not hypothetical:
+            attr = attr * X
+        return attr.to(out_device)
+    if target is not None:
+        return table[..., int(target)].to(out_device)
+    return (table[..., 0] if k == 1 else table).to(out_device)
+
+
+def _trunk(model: object, fast: bool | None) -> ConvTrunk | None:
+    if fast is False:
+        return None
+    try:
+        return ConvTrunk(model) if isinstance(model, nn.Module) else _unsupported("it is not a torch.nn.Module")
+    except Unsupported as err:
+        if fast:
+            warnings.warn(f"saturation_mutagenesis uses full forward passes: {err}", stacklevel=3)
+        return None
+
+
+def _unsupported(reason: str) -> None:
+    raise Unsupported(reason)
+
+
+class _TrunkCache:
+    """Trunk activations of a group of consecutive sequences, computed once for the batches that need them."""
+
+    def __init__(self, trunk: ConvTrunk, X: torch.Tensor, batch_size: int):
+        self.trunk, self.X = trunk, X
+        # enough sequences that a batch of edits (3 per position) rarely leaves the group
+        self.group = -(-batch_size // (3 * X.shape[-1])) + 2
+        self.lo = self.hi = 0
+        self.acts: list = []
+        self.out: torch.Tensor | None = None
+
+    def __call__(self, seq: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
+        lo, hi = int(seq.min()), int(seq.max()) + 1
+        if not (self.lo <= lo and hi <= self.hi):
+            self.lo, self.hi = lo, min(len(self.X), max(hi, lo + self.group))
+            self.acts, self.out = self.trunk.cache(self.X[self.lo:self.hi])
+        return self.acts, self.out, seq - self.lo
+
+
+def _fast_batch(model: object, cache: _TrunkCache, X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor,
+                pos: torch.Tensor, seqs: Sequences | None, first: bool) -> tuple[torch.Tensor, ConvTrunk | None]:
+    trunk = cache.trunk
+    acts, out, local = cache(seq)
+    y = trunk.edits(acts, out, local, base, pos)
+    y = y.reshape(len(seq), -1) if y.dim() != 2 else y
+    if not first:
+        return y, trunk
+    # the check, against full forward passes: both ends of the first sequence (where padding is
+    # read) and edits spread evenly over the first batch
+    length = X.shape[-1]
+    ends = [[0, b, p] for b in range(4) for p in (0, length - 1) if X[0, b, p] != 1]
+    spread = torch.linspace(0, len(seq) - 1, min(len(seq), 24), device=X.device).round().long().unique()
+    chk = torch.cat([torch.tensor(ends, device=X.device, dtype=torch.long).reshape(-1, 3),
+                     torch.stack([seq[spread], base[spread], pos[spread]], 1)])
+    s2, b2, p2 = chk.unbind(1)
+    u2, l2 = torch.unique(s2, return_inverse=True)
+    check_fast = trunk.edits(*trunk.cache(X[u2]), l2, b2, p2)
+    check_fast = check_fast.reshape(len(chk), -1) if check_fast.dim() != 2 else check_fast
+    plain = _call(model, _mutants(X, s2, b2, p2), seqs, int(s2[0]))
+    if check_fast.shape != plain.shape:
+        reason = f"it returned shape {tuple(check_fast.shape)} where the model returns {tuple(plain.shape)}"
+    else:
+        err = (check_fast.double() - plain.double()).abs().max().item()
+        scale = max(plain.double().abs().max().item(), 1.0)
+        tol = _TOLERANCE.get(plain.dtype, 1e-4) * scale
+        reason = None if err <= tol else f"it differed from full forward passes by {err:.3g} (tolerance {tol:.3g})"
+    if reason is None:
+        return y, trunk
+    warnings.warn(f"saturation_mutagenesis fell back to full forward passes: the receptive-field fast path "
+                  f"failed its check, {reason}", stacklevel=3)
+    return _call(model, _mutants(X, seq, base, pos), seqs, int(seq[0])), None

@@ -1,0 +1,19 @@
+"""Epidemiology: R_t estimates with hard error bounds under reporting error.
+
+Incidence series in (arrays, pandas, CSV), the Cori et al. (2013) estimator with EpiEstim's
+semantics, a renewal-equation simulator with realistic reporting, a neural R_t estimator with a
+certified Lipschitz constant, and hard bounds on both estimates given a bound on reporting error.
+"""
+
+from . import datasets
+from .bounds import CoriBounds, NeuralBounds, ReportingError, cori_mean_bounds, neural_bounds
+from .cori import cori
+from .io import check_incidence, read_incidence_csv
+from .neural import NeuralRtEstimator, train_neural_estimator
+from .serial_interval import check_serial_interval, discretize_serial_interval, read_serial_interval_csv
+from .simulate import SimulatedEpidemic, simulate
+
+__all__ = ["cori", "discretize_serial_interval", "check_serial_interval", "read_serial_interval_csv",
+           "check_incidence", "read_incidence_csv", "datasets",
+           "ReportingError", "cori_mean_bounds", "CoriBounds", "neural_bounds", "NeuralBounds",
+           "simulate", "SimulatedEpidemic", "train_neural_estimator", "NeuralRtEstimator"]

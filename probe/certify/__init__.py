@@ -1,0 +1,20 @@
+"""Certificates: sound bounds on what a model can do inside a perturbation set.
+
+Bound propagation (:mod:`~probe.certify.ibp`, :mod:`~probe.certify.crown`) through
+:func:`bound_outputs`; certified radii by bisection (:func:`certified_radius`); Lipschitz
+upper bounds (:func:`lipschitz_bound`: spectral products and LipSDP) and the empirical lower
+bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smoothing_radius`).
+"""
+
+from .base import BOUND_METHODS, BoundMethod, InputSet, bound_outputs, get_bound_method, register_bound_method
+from .conformance import check_bound_method
+from .crown import CROWN, AlphaCROWN
+from .ibp import IBP
+from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
+from .radius import certified_radius
+from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
+
+__all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_radius", "Smoothing",
+           "SmoothingCertificate", "LipschitzBound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
+           "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN",
+           "AlphaCROWN", "check_bound_method"]

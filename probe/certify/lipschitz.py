@@ -1,0 +1,311 @@
+r"""Lipschitz constants: upper bounds from operator norms, an empirical lower bound, and the
+Lipschitz-margin certificate.
+
+For a feed-forward composition :math:`f = g_K \circ \dots \circ g_1`,
+:math:`\mathrm{Lip}_p(f) \le \prod_k \mathrm{Lip}_p(g_k)` (a residual block adds:
+:math:`\mathrm{Lip}(x + g(x)) \le 1 + \mathrm{Lip}(g)`). Affine layers contribute their operator
+norm: for L2 the largest singular value, found by power iteration on :math:`M^\top M` with
+the layer applied as an operator (convolutions with their padding and stride, on the given
+input shape, never as a reshaped kernel; Miyato et al. 2018, Gouk et al. 2021); for L-inf the
+largest row sum of :math:`|M|` and for L1 the largest column sum, both exact. Activations
+contribute their largest slope (ReLU, tanh: 1; sigmoid: 1/4). LipSDP is in
+:mod:`probe.certify.lipsdp`.
+
+Certificate (Tsuzuku et al., "Lipschitz-Margin Training", NeurIPS 2018): if every logit map
+is L-Lipschitz in :math:`\lVert\cdot\rVert_p \to \lVert\cdot\rVert_p`, the prediction cannot
+change within radius :math:`(z_{(1)} - z_{(2)}) / (c_p L)` with :math:`c_p = \lVert e_i - e_j
+\rVert_q`: :math:`\sqrt{2}` for L2, 2 for L-inf, 1 for L1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .._device import as_input, model_hygiene, resolve_device
+from ..errors import ProbeError
+from ..models import forward
+from ..norms import check_norm, lp_norm
+from .graph import Graph, Node, abs_apply, build_graph
+
+__all__ = ["LipschitzBound", "lipschitz_bound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
+           "operator_norm", "register_lipschitz_method", "LIPSCHITZ_METHODS"]
+
+_ACT_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25}
+_OUTPUT_FACTOR = {"l2": math.sqrt(2.0), "linf": 2.0, "l1": 1.0}
+
+
+@dataclass(frozen=True)
+class LipschitzBound:
+    """An upper bound on the Lipschitz constant of a model.
+
+    Attributes
+    ----------
+    value : float
+        :math:`L` with :math:`\\lVert f(a) - f(b)\\rVert_p \\le L \\lVert a - b\\rVert_p` for all a, b.
+    norm : str
+        The norm p (on inputs and outputs).
+    method : str
+        "spectral" (product of operator norms), "lipsdp-neuron" or "lipsdp-layer".
+    layers : dict
+        Per-layer constants (name -> value) where the method has them.
+    """
+
+    value: float
+    norm: str
+    method: str
+    layers: dict = field(default_factory=dict)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+def operator_norm(op: object, shape: tuple[int, ...], *, iterations: int = 500, tol: float = 1e-7,
+                  dtype: torch.dtype = torch.float64, device: torch.device | None = None, seed: int = 0) -> float:
+    r"""Largest singular value of a linear operator by power iteration on :math:`M^\top M`.
+
+    Parameters
+    ----------
+    op : callable
+        The linear map, applied to a batch of shape (1, *shape); its adjoint is taken by autograd.
+    shape : tuple of int
+        Shape of one input.
+    iterations : int, default 500
+        Upper limit on iterations.
+    tol : float, default 1e-7
+        Stop when the estimate changes by less than ``tol`` relatively.
+
+    Returns
+    -------
+    float
+        :math:`\sigma_{\max}(M)`; power iteration approaches it from below, so the estimate is
+        converged to ``tol`` rather than rounded up.
+    """
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn((1,) + tuple(shape), generator=g, dtype=dtype).to(device)
+    v = v / v.norm()
+    sigma = 0.0
+    for _ in range(int(iterations)):
+        z = v.detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = op(z)
+            (w,) = torch.autograd.grad(y, z, grad_outputs=y.detach())
+        # w = M^T M v, and ||M v||^2 = <v, M^T M v>
+        new = float(y.detach().norm())
+        nw = w.norm()
+        if nw == 0:
+            return 0.0
+        v = (w / nw).detach()
+        if abs(new - sigma) <= tol * max(new, 1e-30):
+            sigma = new
+            break
+        sigma = new
+    # one more Rayleigh step from the final vector
+    with torch.no_grad():
+        return max(sigma, float(op(v).norm()))
+
+
+def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, dtype: torch.dtype, device: torch.device,
+                   iterations: int, tol: float) -> float:
+    if node.kind == "act":
+        if node.act == "leaky_relu":
+            return max(1.0, abs(node.slope))
+        if node.act == "convex":
+            # Softplus(beta) and ELU(alpha <= 1) have slopes in [0, 1]
+            return 1.0
+        return _ACT_SLOPE[node.act]
+    if node.kind == "maxpool":
+        m = node.module
+        d = len(in_shape) - 1
+        k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * d
+        s = m.stride if isinstance(m.stride, tuple) else (m.stride,) * d
+        windows = math.prod(math.ceil(ki / si) for ki, si in zip(k, s))  # windows sharing one input, at most
+        return {"linf": 1.0, "l2": math.sqrt(windows), "l1": float(windows)}[norm]
+    m = node.module
+    if m is None or isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+                                   nn.Dropout3d)):
+        return 1.0
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        from .graph import batchnorm_affine
+
+        return float(batchnorm_affine(m)[0].abs().max())
+    ones = torch.ones((1,) + tuple(in_shape), dtype=dtype, device=device)
+    if norm == "linf":
+        return float(abs_apply(node, ones).max())
+    if norm == "l1":
+        z = torch.zeros_like(ones, requires_grad=True)
+        with torch.enable_grad():
+            y = abs_apply(node, z)
+            (col,) = torch.autograd.grad(y, z, grad_outputs=torch.ones_like(y))
+        return float(col.max())
+    # power iteration in double precision on a copy of the layer, so the estimate converges to ``tol``
+    mod = copy.deepcopy(m).to(torch.float64)
+    if isinstance(mod, nn.Linear):
+        return operator_norm(lambda z: z @ mod.weight.T, in_shape, iterations=iterations, tol=tol, device=device)
+
+    def op(z: torch.Tensor) -> torch.Tensor:
+        return mod(z) - mod(torch.zeros_like(z))
+
+    return operator_norm(op, in_shape, iterations=iterations, tol=tol, device=device)
+
+
+def _input_shape(graph: Graph, model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if input_shape is not None:
+        return tuple(int(d) for d in input_shape)
+    for node in graph.nodes[1:]:
+        if node.kind == "affine" and isinstance(node.module, nn.Linear):
+            return (node.module.in_features,)
+        if not (node.kind == "affine" and (node.module is None or isinstance(node.module, (nn.Flatten, nn.Identity)))):
+            break
+    raise ProbeError(f"{type(model).__name__} does not start with a Linear layer: pass input_shape (the shape of "
+                     "one input, without the batch dimension) so that its layers can be taken as operators")
+
+
+def _spectral(graph: Graph, norm: str, dtype: torch.dtype, device: torch.device, iterations: int, tol: float
+              ) -> tuple[float, dict]:
+    to_node = [1.0] * len(graph.nodes)
+    layers: dict[str, float] = {}
+    for i, node in enumerate(graph.nodes):
+        if node.kind == "input":
+            continue
+        if node.kind == "add":
+            to_node[i] = to_node[node.inputs[0]] + to_node[node.inputs[1]]
+            continue
+        c = _node_constant(node, graph.nodes[node.inputs[0]].shape, norm, dtype, device, iterations, tol)
+        layers[node.name] = c
+        to_node[i] = c * to_node[node.inputs[0]]
+    return to_node[-1], layers
+
+
+LIPSCHITZ_METHODS: dict[str, object] = {}
+
+
+def register_lipschitz_method(name: str, fn: object) -> None:
+    """Add a Lipschitz upper-bound method ``fn(model, graph, *, norm, **options) -> LipschitzBound``."""
+    LIPSCHITZ_METHODS[name] = fn
+
+
+def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectral",
+                    input_shape: tuple[int, ...] | None = None, iterations: int = 500, tol: float = 1e-7,
+                    device: str | torch.device | None = None, **options: object) -> LipschitzBound:
+    r"""Upper bound on the Lipschitz constant of ``model`` (all outputs jointly, same norm in and out).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A feed-forward graph of the layers :func:`probe.certify.bound_outputs` handles.
+    norm : {"l2", "linf", "l1"}, default "l2"
+    method : {"spectral", "lipsdp-neuron", "lipsdp-layer"}, default "spectral"
+        ``"spectral"``: product of per-layer operator norms (power iteration for L2, exact row /
+        column sums for L-inf / L1). ``"lipsdp-*"``: the semidefinite program of Fazlyab et al.
+        (NeurIPS 2019), needs cvxpy; for L-inf it is converted with :math:`\sqrt{d}`.
+    input_shape : tuple of int, optional
+        Shape of one input; needed when the model does not start with a Linear layer
+        (convolutions are operators on a given spatial size).
+    iterations, tol : int, float
+        Power-iteration limits.
+    device : str or torch.device, optional
+
+    Returns
+    -------
+    LipschitzBound
+        ``.value`` is the bound (a float).
+    """
+    norm = check_norm(norm)
+    dev = resolve_device(device, model)
+    with model_hygiene(model, dev) as m:
+        graph = build_graph(m)
+        shape = _input_shape(graph, m, input_shape)
+        param = next(iter(m.parameters()), None)
+        dtype = param.dtype if param is not None else torch.get_default_dtype()
+        graph.infer_shapes(torch.zeros((1,) + shape, dtype=dtype, device=dev))
+        if method == "spectral":
+            value, layers = _spectral(graph, norm, dtype, dev, iterations, tol)
+            return LipschitzBound(value=float(value), norm=norm, method="spectral", layers=layers)
+        if method.startswith("lipsdp") and method not in LIPSCHITZ_METHODS:
+            from . import lipsdp  # noqa: F401  (registers the LipSDP methods)
+        if method not in LIPSCHITZ_METHODS:
+            raise ProbeError(f"unknown Lipschitz method {method!r}; use 'spectral', 'lipsdp-neuron' or "
+                             "'lipsdp-layer'")
+        return LIPSCHITZ_METHODS[method](m, graph, norm=norm, **options)
+
+
+def empirical_lipschitz_lower_bound(model: object, x: object, *, norm: str = "l2", steps: int = 50,
+                                    step_size: float = 0.01, radius: float = 1.0, seed: int = 0,
+                                    device: str | torch.device | None = None) -> float:
+    r"""A *lower* bound on the Lipschitz constant: the largest difference quotient found by ascent.
+
+    Starting from pairs :math:`(a, b)` near the inputs ``x``, runs Adam on
+    :math:`\lVert f(a) - f(b)\rVert_p / \lVert a - b\rVert_p` (gradient-norm ascent on a
+    finite difference, which also works where f is piecewise linear) and returns the largest
+    quotient seen. Every quotient is a valid lower bound by definition, so the result never
+    exceeds the true constant (up to floating-point error).
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+    x : torch.Tensor, shape (N, ...)
+        Starting points (not modified); the pairs stay within ``radius`` (L-inf) of them.
+    norm : {"l2", "linf", "l1"}, default "l2"
+    steps : int, default 50
+    step_size : float, default 0.01
+    radius : float, default 1.0
+    seed : int, default 0
+
+    Returns
+    -------
+    float
+    """
+    norm = check_norm(norm)
+    dev = resolve_device(device, model)
+    x = as_input(x, device=dev)
+    g = torch.Generator().manual_seed(seed)
+    a = (x + 0.1 * radius * torch.randn(x.shape, generator=g, dtype=x.dtype).to(dev)).requires_grad_(True)
+    b = (a.detach() + 1e-2 * torch.randn(x.shape, generator=g, dtype=x.dtype).to(dev)).requires_grad_(True)
+    opt = torch.optim.Adam([a, b], lr=step_size)
+    best = 0.0
+    with model_hygiene(model, dev) as m:
+        for _ in range(int(steps) + 1):
+            with torch.enable_grad():
+                ratio = lp_norm(forward(m, a) - forward(m, b), norm) / lp_norm(a - b, norm).clamp(min=1e-12)
+                best = max(best, float(ratio.detach().max()))
+                opt.zero_grad()
+                (-ratio.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                a.copy_(x + (a - x).clamp(-radius, radius))
+                b.copy_(x + (b - x).clamp(-radius, radius))
+    return best
+
+
+def lipschitz_margin_radius(model: object, x: object, lipschitz: float | LipschitzBound, *, norm: str = "l2",
+                            labels: object = None, device: str | torch.device | None = None) -> torch.Tensor:
+    r"""Certified radius from a Lipschitz bound: :math:`r = (z_y - \max_{j \ne y} z_j) / (c_p L)`.
+
+    Parameters
+    ----------
+    lipschitz : float or LipschitzBound
+        Upper bound L on the Lipschitz constant of the logits in ``norm``.
+    labels : array-like of int, optional
+        Default: the model's predictions. Where the label is not predicted the radius is 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (N,)
+    """
+    norm = check_norm(norm)
+    L = float(lipschitz)
+    if not L > 0:
+        raise ProbeError(f"the Lipschitz bound must be positive, got {L}")
+    dev = resolve_device(device, model)
+    x = as_input(x, device=dev)
+    with model_hygiene(model, dev) as m, torch.no_grad():
+        z = forward(m, x)
+    y = z.argmax(1) if labels is None else torch.as_tensor(labels, device=dev).long().reshape(-1)
+    zy = z.gather(1, y[:, None]).squeeze(1)
+    other = z.scatter(1, y[:, None], float("-inf")).amax(1)
+    return ((zy - other) / (_OUTPUT_FACTOR[norm] * L)).clamp(min=0)

@@ -1,0 +1,19 @@
+"""Making models robust: standard, PGD-adversarial, TRADES and Lipschitz-budget training.
+
+Plain PyTorch loops over a ``DataLoader`` with ``device=``, a progress bar and logging
+callbacks; every function trains the model in place and returns a :class:`TrainResult`.
+
+>>> result = probe.train.adversarial(model, loader, eps=0.1, norm="linf", epochs=5)  # doctest: +SKIP
+>>> result.to_frame()                                                                 # doctest: +SKIP
+"""
+
+from .adversarial import adversarial
+from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, project_lipschitz
+from .loop import EpochLog, TrainResult, standard
+from .trades import trades
+
+__all__ = [
+    "standard", "adversarial", "trades", "lipschitz_budget",
+    "project_lipschitz", "layer_norms", "lipschitz_upper_bound",
+    "TrainResult", "EpochLog",
+]

@@ -1,0 +1,20 @@
+"""The core demonstration runs through the CLI and writes its summary and figures."""
+
+import json
+
+import probe.cli
+
+
+def test_core_demo_quick(tmp_path):
+    out = tmp_path / "core"
+    assert probe.cli.main(["core", "--quick", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for name in summary["figures"]:
+        assert (out / name).stat().st_size > 1000
+    assert summary["clean_accuracy"] > 0.8
+    assert summary["margin_success_rate"] == {"l2": 1.0, "linf": 1.0}
+    robust = summary["robust_accuracy"]
+    assert robust[0] == summary["clean_accuracy"]
+    assert all(b <= a for a, b in zip(robust, robust[1:]))
+    # the L-inf margin of a 2-d input is at most its L2 margin, at least L2 / sqrt(2)
+    assert summary["median_margin_linf"] <= summary["median_margin_l2"] * 1.0001

@@ -1,0 +1,135 @@
+"""On generated promoters with known sites: attributions, minimal edits and motifs point at the planted sites.
+
+A small CNN is trained once per session (a few seconds) on sequences with JASPAR sites planted
+at known positions. For the held-out sequences it classifies correctly (promoters only: the
+"no promoter" class has no site to find), the test reports and bounds:
+
+- the fraction of the 5 top positions of each attribution map that lie inside planted sites;
+- the fraction of minimal-edit substitutions (leave the predicted class) inside planted sites;
+- the fraction of best seqlets whose best JASPAR match is a factor planted in that sequence.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from domains import dna
+from domains.dna.datasets import FACTORS, promoters
+from probe import Misclassify
+from probe.cli import main
+
+FRACTIONS = {}
+
+
+@pytest.fixture(scope="session")
+def trained():
+    data = promoters(1500, 60, seed=0, sharpen=3)
+    model = dna.fit(dna.small_cnn(3, channels=32), data.X[:1200], data.y[:1200], epochs=15, seed=0)
+    test = data.subset(np.arange(1200, 1500))
+    with torch.no_grad():
+        pred = model(test.X).argmax(1)
+    keep = np.nonzero((pred == test.y).numpy() & (test.labels < 2))[0]
+    accuracy = float((pred == test.y).float().mean())
+    return model, test, keep, accuracy
+
+
+def test_model_learns_the_task(trained):
+    _, _, keep, accuracy = trained
+    FRACTIONS["accuracy"] = accuracy
+    assert accuracy > 0.7 and len(keep) > 80
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradient_x_input", "integrated_gradients", "ism"])
+def test_top_attributions_fall_in_planted_sites(trained, method):
+    model, test, keep, _ = trained
+    X = test.X[keep]
+    attr = dna.attribute(model, X, method=method)
+    per_position = (attr.values * X).sum(1)  # the attribution of the observed base
+    top = per_position.topk(5, dim=1).indices.numpy()
+    mask = test.site_mask()[keep]
+    frac = float(np.mean([mask[k][top[k]].mean() for k in range(len(keep))]))
+    FRACTIONS[f"top5_{method}"] = frac
+    print(f"{method}: {frac:.3f} of the top-5 positions lie in planted sites ({mask.mean():.3f} of all positions)")
+    assert frac > 0.75
+
+
+def test_minimal_edits_fall_in_planted_sites(trained):
+    model, test, keep, _ = trained
+    X = test.X[keep]
+    res = dna.minimal_edits(model, X, Misclassify(test.y[keep]), max_edits=8)
+    mask = test.site_mask()[keep]
+    inside = [mask[k][p] for k in range(len(keep)) for p, _, _ in res.edits[k]]
+    frac = float(np.mean(inside))
+    FRACTIONS["edits_in_sites"] = frac
+    FRACTIONS["edit_success"] = float(res.success.float().mean())
+    FRACTIONS["median_edits"] = float(res.n_edits[res.success].median())
+    print(f"minimal edits: {frac:.3f} of {len(inside)} substitutions in planted sites, "
+          f"success {FRACTIONS['edit_success']:.3f}, median {FRACTIONS['median_edits']} edits")
+    assert res.success.float().mean() > 0.95
+    assert frac > 0.8
+    # the one-edit answers agree with the ISM table
+    one = dna.minimal_edits(model, X[:20], Misclassify(test.y[keep[:20]]), max_edits=1)
+    ism = dna.saturation_mutagenesis(model, X[:20])
+    with torch.no_grad():
+        z = model(X[:20])
+    y = test.y[keep[:20]]
+    zz = z[:, None, None, :] + ism  # logits of every mutant
+    other = zz.scatter(3, y[:, None, None, None].expand(-1, 4, 60, 1), float("-inf")).amax(3)
+    own = zz.gather(3, y[:, None, None, None].expand(-1, 4, 60, 1))[..., 0]
+    assert torch.equal(one.success, (other > own).flatten(1).any(1))
+
+
+def test_matched_motifs_are_the_planted_factors(trained):
+    model, test, keep, _ = trained
+    X = test.X[keep]
+    attr = dna.attribute(model, X, method="gradient_x_input")
+    found = dna.seqlets(attr, X, max_seqlets=1)
+    matched = dna.match_motifs(X, found)
+    planted = test.sites.groupby("sequence").factor.apply(set)
+    hits = [m in planted[keep[s]] for s, m in zip(matched.sequence, matched.motif)]
+    frac = float(np.mean(hits))
+    FRACTIONS["motifs_planted"] = frac
+    print(f"best seqlet matches a planted factor in {frac:.3f} of {len(hits)} sequences")
+    assert set(matched.motif) <= set(FACTORS)
+    assert {"position", "strand", "score", "relative_score"} <= set(matched.columns)
+    assert frac > 0.7
+
+
+def test_reverse_complement_symmetry_of_attributions(trained):
+    model, test, keep, _ = trained
+    X = test.X[keep[:10]]
+    a = dna.saturation_mutagenesis(model, X, target=1)
+    b = dna.saturation_mutagenesis(model, dna.reverse_complement(X), target=1)
+    # the model was trained with reverse-complement augmentation: ISM maps agree roughly on strands
+    corr = np.corrcoef(a.flatten().numpy(), dna.reverse_complement(b).flatten().numpy())[0, 1]
+    assert corr > 0.5
+
+
+def test_cli_and_plots(trained, tmp_path):
+    import matplotlib.pyplot as plt
+
+    model, test, keep, _ = trained
+    X = test.X[keep[:2]]
+    res = dna.minimal_edits(model, X, max_edits=4)
+    ax = res.plot(0, ism=dna.saturation_mutagenesis(model, X)[..., 0])
+    dna.plot_logo(dna.saliency(model, X), 1, edits=res.edits[1], sites=test.sites[test.sites.sequence == keep[1]])
+    plt.close("all")
+    assert ax is not None
+    torch.jit.script(model).save(str(tmp_path / "m.pt"))
+    fasta = tmp_path / "s.fa"
+    fasta.write_text("".join(f">{n}\n{s}\n" for n, s in zip(test.sequences.names[:3], test.sequences.sequences[:3])))
+    assert main(["dna", "--quick", "--model", str(tmp_path / "m.pt"), "--fasta", str(fasta), "--out",
+                 str(tmp_path / "out")]) == 0
+    import json
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sequences"] == 3 and "motifs" in summary
+    assert main(["dna", "--quick", "--fasta", str(fasta), "--out", str(tmp_path / "bad")]) == 2
+    assert main(["dna", "--quick", "--model", "domains.dna.models:small_cnn", "--fasta", str(fasta), "--out",
+                 str(tmp_path / "factory")]) == 0
+    assert main(["dna", "--quick", "--model", "no.such.module:f", "--fasta", str(fasta), "--out",
+                 str(tmp_path / "bad2")]) == 2
+
+
+def test_report_fractions():
+    print("planted-site fractions:", {k: round(v, 3) for k, v in FRACTIONS.items()})
