@@ -1,6 +1,6 @@
 """probe: adversarial machine learning as a scientific instrument."""
 
-from . import attacks, certify, diagnose, models, surrogate, testing, train
+from . import active, attacks, certify, diagnose, models, surrogate, testing, train
 from .criteria import Criterion, Misclassify, Shift, TargetClass, Threshold
 from .errors import ProbeError
 from .microscope import minimal_perturbation, robustness_curve
@@ -18,5 +18,5 @@ __all__ = [
     "Space", "Box", "OneHot",
     "AttackResult", "Attribution", "RobustnessCurve", "Certificate",
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
-    "attacks", "certify", "diagnose", "models", "surrogate", "testing", "train",
+    "active", "attacks", "certify", "diagnose", "models", "surrogate", "testing", "train",
 ]
