@@ -5,15 +5,6 @@ pytest.importorskip("rdkit")
 pytest.importorskip("selfies")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread than on two contended ones; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="session")
 def sulfonamides():
     from domains.chem import datasets
@@ -34,12 +25,7 @@ def sulfo_mlp(sulfo_fp, sulfonamides):
     """A small network trained on the series' fingerprints (seconds)."""
     from domains.chem.models import fit_mlp
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fit_mlp(sulfo_fp.X, sulfonamides["pIC50"].to_numpy(), hidden=32, epochs=25, seed=0)
-    finally:
-        torch.set_num_threads(n)
+    return fit_mlp(sulfo_fp.X, sulfonamides["pIC50"].to_numpy(), hidden=32, epochs=25, seed=0)
 
 
 @pytest.fixture(scope="session")
