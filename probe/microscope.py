@@ -11,7 +11,7 @@ from ._device import as_input, batches, model_hygiene, resolve_device
 from .attacks.base import Attack
 from .criteria import Criterion, Misclassify
 from .errors import ProbeError
-from .models import forward, has_gradient
+from .models import clean_outputs, forward, has_gradient
 from .norms import check_norm
 from .results import AttackResult, RobustnessCurve
 from .spaces import Space, as_space, check_distance_norm
@@ -19,17 +19,6 @@ from .spaces import Space, as_space, check_distance_norm
 __all__ = ["minimal_perturbation", "robustness_curve", "shrink_along_delta", "MINIMAL_METHODS"]
 
 MINIMAL_METHODS = ("auto", "fmn", "deepfool", "cw", "edit_search", "hopskipjump")
-
-
-def clean_outputs(model: object, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Checked outputs (N, K) on ``x``, batch by batch; a model that cannot take ``x`` raises ``ProbeError``."""
-    with torch.no_grad():
-        try:
-            return torch.cat([forward(model, x[s]) for s in batches(len(x), batch_size)])
-        except ProbeError:
-            raise
-        except (RuntimeError, TypeError, IndexError) as err:
-            raise ProbeError(f"the model could not be called on inputs of shape {tuple(x.shape)}: {err}") from err
 
 
 def _make_attack(method: str, norm: str, options: dict) -> Attack:

@@ -15,9 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._device import batches
 from .errors import ProbeError
 
-__all__ = ["forward", "has_gradient", "QueryCounter", "BlackBox", "wrap", "as_model", "SKLEARN_OUTPUTS"]
+__all__ = ["forward", "clean_outputs", "has_gradient", "QueryCounter", "BlackBox", "wrap", "as_model",
+           "SKLEARN_OUTPUTS"]
 
 #: ``output=`` names accepted for scikit-learn estimators, and the method each one calls.
 SKLEARN_OUTPUTS = {
@@ -371,3 +373,14 @@ def as_model(obj: object, **options: object) -> Callable[[torch.Tensor], torch.T
         return obj
     raise ProbeError(f"cannot use {type(obj).__name__} as a model: it is not a torch.nn.Module, has none of "
                      "predict_proba / decision_function / predict, and is not callable")
+
+
+def clean_outputs(model: object, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Checked outputs (N, K) on ``x``, batch by batch; a model that cannot take ``x`` raises ``ProbeError``."""
+    with torch.no_grad():
+        try:
+            return torch.cat([forward(model, x[s]) for s in batches(len(x), batch_size)])
+        except ProbeError:
+            raise
+        except (RuntimeError, TypeError, IndexError) as err:
+            raise ProbeError(f"the model could not be called on inputs of shape {tuple(x.shape)}: {err}") from err

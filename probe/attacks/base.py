@@ -17,7 +17,7 @@ import torch
 from .._device import as_input, batches, model_hygiene, resolve_device
 from ..criteria import Criterion, Misclassify
 from ..errors import ProbeError
-from ..models import QueryCounter, forward, has_gradient
+from ..models import QueryCounter, clean_outputs, forward, has_gradient
 from ..results import AttackResult
 from ..spaces import Space, as_space, check_distance_norm
 
@@ -148,14 +148,7 @@ class Attack:
             def f(z: torch.Tensor) -> torch.Tensor:
                 return forward(counter, z, check=False)
 
-            with torch.no_grad():
-                try:
-                    clean = torch.cat([forward(m, x[s]) for s in batches(len(x), batch_size)])
-                except ProbeError:
-                    raise
-                except (RuntimeError, TypeError, IndexError) as err:
-                    raise ProbeError(f"the model could not be called on inputs of shape {tuple(x.shape)}: "
-                                     f"{err}") from err
+            clean = clean_outputs(m, x, batch_size)
             reference = criterion.prepare(clean)
             if reference.shape[0] != len(x):
                 raise ProbeError(f"{criterion!r} gave a reference for {reference.shape[0]} inputs, expected {len(x)}")
