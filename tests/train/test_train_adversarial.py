@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_loader, make_mlp, one_thread
+from train_helpers import make_loader, make_mlp, one_thread
 
 import probe
 from probe.attacks.pgd import PGD

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import one_thread
+from train_helpers import one_thread
 
 import probe
 from probe.diagnose import CHECKS, MaskingReport, gradient_masking, random_search

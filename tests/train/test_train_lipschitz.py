@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from conftest import make_loader, make_mlp, one_thread
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_helpers import make_loader, make_mlp, one_thread
 
 import probe
 from probe.attacks.pgd import PGD
