@@ -123,6 +123,148 @@ class SymmetryFunctions(nn.Module):
         angular = 0.5 * torch.einsum("bijkz,bijke,jkp->bipze", shape, radial_part, pair).flatten(-3)
         return torch.cat([radial, angular], dim=-1)
 
+    def pair_gradients(self, positions: torch.Tensor,
+                       species: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Descriptors and their analytic derivatives with respect to the positions, per atom pair.
+
+        With ``d_ij = r_i - r_j``, ``u_ij = d_ij / r_ij``, ``cos = u_ij . u_ik`` and, for one
+        angular term ``T_ijk = A(cos) exp(-eta s) f_c(r_ij) f_c(r_ik) f_c(r_jk)``
+        (``A = 2^(1 - zeta) (1 + lambda cos)^zeta``, ``s = r_ij^2 + r_ik^2 + r_jk^2``)::
+
+            dcos/dr_j = (cos u_ij - u_ik) / r_ij,   ds/dr_j = -2 r_ij u_ij + 2 r_jk u_jk,
+            dr_ij/dr_j = -u_ij,                    dr_jk/dr_j = u_jk,
+
+        so ``dT_ijk/dr_j = alpha u_ij + beta u_ik + gamma u_jk`` with scalar ``alpha, beta,
+        gamma`` per triplet and channel; ``dT_ijk/dr_k`` follows by the symmetry ``j <-> k`` and
+        ``dG_i/dr_i = -sum_{j != i} dG_i/dr_j`` (translation invariance). Radial terms:
+        ``dG2_i/dr_j = -g'(r_ij) u_ij``. These derivatives do not depend on the networks, so the
+        forces of every committee member follow from them by one contraction
+        (:meth:`pullback`), ``F_m = -(dE_m/dG) . (dG/dR)``.
+
+        Returns
+        -------
+        G : torch.Tensor, shape (B, N, D)
+            The same values as :meth:`forward` (up to rounding).
+        gradients : tuple of torch.Tensor
+            ``dg2 (B, N, N, K)``: ``d g2_k(r_ij) / d r_ij``; ``unit (B, N, N, 3)``: ``u_ij``;
+            ``jac_s (B, N, N, C, S, 3)``: ``sum_{k: Z_k = s} dT_ijk[c] / dr_j`` (``j != i``), from which
+            ``dG4_i[p, c] / dr_j`` is the entry ``s`` with ``pair(Z_j, s) = p``.
+        """
+        dtype = positions.dtype
+        b, n = positions.shape[0], positions.shape[-2]
+        diff = positions.unsqueeze(-2) - positions.unsqueeze(-3)  # [i, j] -> r_i - r_j
+        eye = torch.eye(n, dtype=dtype, device=positions.device)
+        off = 1.0 - eye
+        d2 = diff.pow(2).sum(-1)
+        r = torch.sqrt(d2 + eye)
+        fc = cosine_cutoff(r, self.cutoff) * off
+        inside = (r < self.cutoff).to(dtype) * off
+        dfc = (-0.5 * math.pi / self.cutoff) * torch.sin(math.pi * r / self.cutoff) * inside  # f_c'(r)
+        onehot = torch.nn.functional.one_hot(species, self.n_species).to(dtype)  # (N, S)
+        unit = diff / r.unsqueeze(-1)  # (B, N, N, 3), 0 on the diagonal
+        # radial
+        eta, centres = self.radial_eta.to(dtype), self.centres.to(dtype)
+        centred = r.unsqueeze(-1) - centres
+        gauss = torch.exp(-eta * centred ** 2)
+        g2 = gauss * fc.unsqueeze(-1)  # (B, N, N, K)
+        radial = torch.einsum("bijk,js->bisk", g2, onehot).flatten(-2)
+        dg2 = gauss * (dfc.unsqueeze(-1) - 2.0 * eta * centred * fc.unsqueeze(-1))  # dg2 / dr_ij
+        # angular, triplet tensors laid out (B, i, j, channel, k) so that sums over k are plain matmuls
+        cos = torch.einsum("bijx,bikx->bijk", unit, unit)
+        s2 = d2.unsqueeze(-1) + d2.unsqueeze(-2) + d2.unsqueeze(-3)
+        fc_ij, fc_ik, fc_jk = fc.unsqueeze(-1), fc.unsqueeze(-2), fc.unsqueeze(-3)
+        fcc = fc_ij * fc_ik * fc_jk
+        shapes, dshapes = [], []
+        for z in self.zetas:
+            for lam in self.lambdas:
+                base = 1 + lam * cos
+                if z == int(z):
+                    shapes.append(2.0 ** (1.0 - z) * base ** int(z))
+                    dshapes.append(2.0 ** (1.0 - z) * z * lam * base ** (int(z) - 1))
+                else:
+                    base = base.clamp_min(0.0)
+                    shapes.append(2.0 ** (1.0 - z) * base ** z)
+                    dshapes.append(2.0 ** (1.0 - z) * z * lam * base ** (z - 1))
+        shape = torch.stack(shapes, dim=3).unsqueeze(4)  # (B, i, j, Z L, 1, k): A
+        dshape = torch.stack(dshapes, dim=3).unsqueeze(4)  # dA / dcos
+        gauss3 = torch.stack([torch.exp(-e * s2) for e in self.angular_eta], dim=3)  # (B, i, j, E, k)
+        radial_part = gauss3 * fcc.unsqueeze(3)
+
+        def channels(x: torch.Tensor) -> torch.Tensor:  # (B, i, j, Z L, E, k) -> (B, i, j, C, k)
+            return x.flatten(3, 4)
+
+        to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(dtype)  # (j, S, P)
+        terms = channels(shape * radial_part.unsqueeze(3)) @ onehot  # (B, i, j, C, S): sum over k per element
+        # 0.5 sum_{j, k}: each unordered pair (j, k) is counted twice
+        angular = 0.5 * torch.einsum("bijcs,jsp->bipc", terms, to_pair).flatten(-2)
+        g = torch.cat([radial, angular], dim=-1)
+        # dT_ijk / dr_j = alpha u_ij + beta u_ik + gamma u_jk
+        etas = torch.tensor(self.angular_eta, dtype=dtype, device=positions.device).unsqueeze(-1)  # (E, 1)
+        r_ij, r_jk = r.unsqueeze(-1).unsqueeze(-1), r.unsqueeze(1).unsqueeze(3)
+        alpha_a = radial_part * (cos / r.unsqueeze(-1)).unsqueeze(3)  # times dA/dcos
+        alpha_b = 2.0 * etas * r_ij * radial_part - gauss3 * (dfc.unsqueeze(-1) * fc_ik * fc_jk).unsqueeze(3)
+        beta = channels(dshape * (-radial_part / r_ij).unsqueeze(3))
+        gamma = -2.0 * etas * r_jk * radial_part + gauss3 * (fc_ij * fc_ik * dfc.unsqueeze(-3)).unsqueeze(3)
+        gamma = channels(shape * gamma.unsqueeze(3))
+        alpha = channels(dshape * alpha_a.unsqueeze(3) + shape * alpha_b.unsqueeze(3))
+        n_c, n_s = alpha.shape[3], self.n_species
+        onehot_u = (onehot.unsqueeze(-1) * unit.unsqueeze(-2)).reshape(b * n, n, n_s * 3)  # [(b, a), k, (s, x)]
+        # sum over k per neighbour element s; dG_i/dr_j = sum_k [pair(j, k) = p] dT_ijk/dr_j
+        jac_s = (alpha @ onehot).unsqueeze(-1) * unit.unsqueeze(3).unsqueeze(3)
+        jac_s = jac_s + (beta.reshape(b * n, n * n_c, n) @ onehot_u).reshape(b, n, n, n_c, n_s, 3)
+        gamma = gamma.transpose(1, 2).reshape(b * n, n * n_c, n)  # [(b, j), (i, c), k]
+        jac_s = jac_s + (gamma @ onehot_u).reshape(b, n, n, n_c, n_s, 3).transpose(1, 2)  # (B, i, j, C, S, 3)
+        return g, (dg2, unit, jac_s)
+
+    def forward_and_jacobian(self, positions: torch.Tensor,
+                             species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Descriptors and their dense Jacobian with respect to the positions.
+
+        Returns
+        -------
+        G : torch.Tensor, shape (B, N, D)
+            The same values as :meth:`forward` (up to rounding).
+        J : torch.Tensor, shape (B, N, D, N, 3)
+            ``J[b, i, d, j, x] = dG[b, i, d] / dR[b, j, x]`` (see :meth:`pair_gradients`).
+        """
+        g, (dg2, unit, jac_s) = self.pair_gradients(positions, species)
+        onehot = torch.nn.functional.one_hot(species, self.n_species).to(g.dtype)
+        to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(g.dtype)  # (j, S, P)
+        jac_r = -torch.einsum("bijk,js,bijx->biskjx", dg2, onehot, unit).flatten(2, 3)  # (B, i, S K, j, 3)
+        jac_a = torch.einsum("bijcsx,jsp->bipcjx", jac_s, to_pair).flatten(2, 3)  # (B, i, P C, j, 3)
+        jac = torch.cat([jac_r, jac_a], dim=2)  # (B, i, D, j, 3)
+        # translation invariance: dG_i/dr_i = -sum_{j != i} dG_i/dr_j
+        jac.diagonal(0, 1, 3).copy_(-jac.sum(3).permute(0, 2, 3, 1))
+        return g, jac
+
+    def pullback(self, gradients: tuple[torch.Tensor, torch.Tensor, torch.Tensor], species: torch.Tensor,
+                 cotangents: torch.Tensor) -> torch.Tensor:
+        """``sum_{i, d} c[m, b, i, d] dG[b, i, d] / dR[b, a, x]`` for a stack of cotangents ``c``.
+
+        Parameters
+        ----------
+        gradients : tuple
+            The second output of :meth:`pair_gradients` (computed once, whatever the number of
+            cotangents).
+        species : torch.Tensor, shape (N,)
+        cotangents : torch.Tensor, shape (M, B, N, D)
+            E.g. ``dE_m/dG`` of M committee members.
+
+        Returns
+        -------
+        torch.Tensor, shape (M, B, N, 3)
+            ``(dG/dR)^T c_m``; with ``w[m, b, i, j] = c_m[b, i] . dG_i/dr_j`` (``j != i``) it is
+            ``sum_i w[m, b, i, a] - sum_j w[m, b, a, j]`` by translation invariance.
+        """
+        dg2, unit, jac_s = gradients
+        m, b, n, _ = cotangents.shape
+        n_r = self.n_species * self.n_radial
+        c_r = cotangents[..., :n_r].reshape(m, b, n, self.n_species, self.n_radial)[:, :, :, species]  # (M,B,i,j,K)
+        w = -(c_r * dg2).sum(-1).unsqueeze(-1) * unit  # (M, B, i, j, 3)
+        c_a = cotangents[..., n_r:].reshape(m, b, n, self.n_pairs, -1)[:, :, :, self.pair_index[species]]
+        w = w + torch.einsum("mbijsc,bijcsx->mbijx", c_a, jac_s)
+        return w.sum(2) - w.sum(3)
+
 
 class ElementMLP(nn.Module):
     """One MLP per element, evaluated for all atoms at once by gathering each atom's weights.
@@ -319,10 +461,13 @@ class EnsemblePotential(nn.Module):
     def energy_and_forces(self, positions: object, numbers: Sequence[int]) -> Prediction:
         """Energies and forces of every member in one vectorised call.
 
-        The descriptor ``G(R)`` is computed once for all members; the members' networks run
-        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass; the M
-        cotangents then go back through the descriptor in one batched backward pass
-        (``is_grads_batched``): ``F_m = -(dG/dR)^T dE_m/dG``.
+        The descriptor ``G(R)`` and its Jacobian ``dG/dR`` are computed once for all members,
+        analytically (:meth:`SymmetryFunctions.forward_and_jacobian`); the members' networks run
+        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass through the
+        networks alone; one contraction then gives every member's forces,
+        ``F_m = -(dE_m/dG) . (dG/dR)``, so the cost of the forces hardly grows with ``M``.
+        Configurations are processed in chunks that keep the per-triplet terms within about
+        64 MiB.
 
         Parameters
         ----------
@@ -340,12 +485,21 @@ class EnsemblePotential(nn.Module):
         pos = self._positions(positions).detach().clone()
         if pos.shape[1] != species.shape[0]:
             raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
-        with torch.enable_grad():
-            pos.requires_grad_(True)
-            g = self._normalised(pos, species)
+        energies, forces = [], []
+        for chunk in torch.split(pos, self._chunk_size(pos.shape[1])):
+            g, gradients = self.descriptor.pair_gradients(chunk, species)
+            g = (g - self.g_mean) / self.g_std
             energy, de_dg = self._member_gradients(g, species, create_graph=False)
-            (grad,) = torch.autograd.grad(g, pos, de_dg, is_grads_batched=True)
-        return Prediction(energy=energy.detach(), forces=-grad)
+            # dE_m/dG_norm / std = dE_m/dG_raw: the raw derivatives serve every member
+            energies.append(energy.detach())
+            forces.append(-self.descriptor.pullback(gradients, species, de_dg / self.g_std))
+        return Prediction(energy=torch.cat(energies, 1), forces=torch.cat(forces, 1))
+
+    def _chunk_size(self, n_atoms: int) -> int:
+        # about six per-triplet tensors of N^3 x channels values each are alive per configuration:
+        # chunks keep them within about 64 MiB (float64)
+        per_config = 6 * n_atoms ** 3 * self.descriptor.n_angular
+        return max(1, (1 << 23) // per_config)
 
     def energy_and_forces_loop(self, positions: object, numbers: Sequence[int], *,
                                members: Sequence[nn.Module] | None = None) -> Prediction:
