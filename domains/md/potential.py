@@ -147,7 +147,7 @@ class SymmetryFunctions(nn.Module):
             The same values as :meth:`forward` (up to rounding).
         gradients : tuple of torch.Tensor
             ``dg2 (B, N, N, K)``: ``d g2_k(r_ij) / d r_ij``; ``unit (B, N, N, 3)``: ``u_ij``;
-            ``jac_s (B, N, N, C, S, 3)``: ``sum_{k: Z_k = s} dT_ijk[c] / dr_j`` (``j != i``), from which
+            ``jac_s (B, N, C, N, S, 3)``: ``[b, i, c, j, s] = sum_{k: Z_k = s} dT_ijk[c] / dr_j``, from which
             ``dG4_i[p, c] / dr_j`` is the entry ``s`` with ``pair(Z_j, s) = p``.
         """
         dtype = positions.dtype
@@ -169,7 +169,8 @@ class SymmetryFunctions(nn.Module):
         g2 = gauss * fc.unsqueeze(-1)  # (B, N, N, K)
         radial = torch.einsum("bijk,js->bisk", g2, onehot).flatten(-2)
         dg2 = gauss * (dfc.unsqueeze(-1) - 2.0 * eta * centred * fc.unsqueeze(-1))  # dg2 / dr_ij
-        # angular, triplet tensors laid out (B, i, j, channel, k) so that sums over k are plain matmuls
+        # angular; triplet tensors are laid out (B, i, channel, j, k): products over channels run on
+        # contiguous (j, k) blocks and sums over k are plain matrix products
         cos = torch.einsum("bijx,bikx->bijk", unit, unit)
         s2 = d2.unsqueeze(-1) + d2.unsqueeze(-2) + d2.unsqueeze(-3)
         fc_ij, fc_ik, fc_jk = fc.unsqueeze(-1), fc.unsqueeze(-2), fc.unsqueeze(-3)
@@ -185,35 +186,36 @@ class SymmetryFunctions(nn.Module):
                     base = base.clamp_min(0.0)
                     shapes.append(2.0 ** (1.0 - z) * base ** z)
                     dshapes.append(2.0 ** (1.0 - z) * z * lam * base ** (z - 1))
-        shape = torch.stack(shapes, dim=3).unsqueeze(4)  # (B, i, j, Z L, 1, k): A
-        dshape = torch.stack(dshapes, dim=3).unsqueeze(4)  # dA / dcos
-        gauss3 = torch.stack([torch.exp(-e * s2) for e in self.angular_eta], dim=3)  # (B, i, j, E, k)
-        radial_part = gauss3 * fcc.unsqueeze(3)
+        shape = torch.stack(shapes, dim=2)  # (B, i, Z L, j, k): A
+        dshape = torch.stack(dshapes, dim=2)  # dA / dcos
+        gauss3 = torch.stack([torch.exp(-e * s2) for e in self.angular_eta], dim=2)  # (B, i, E, j, k)
+        radial_part = gauss3 * fcc.unsqueeze(2)
 
-        def channels(x: torch.Tensor) -> torch.Tensor:  # (B, i, j, Z L, E, k) -> (B, i, j, C, k)
-            return x.flatten(3, 4)
+        def outer(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (.., Z L, j, k) x (.., E, j, k) -> (.., C, j, k)
+            return (x.unsqueeze(3) * y.unsqueeze(2)).flatten(2, 3)
 
         to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(dtype)  # (j, S, P)
-        terms = channels(shape * radial_part.unsqueeze(3)) @ onehot  # (B, i, j, C, S): sum over k per element
+        terms = outer(shape, radial_part) @ onehot  # (B, i, C, j, S): sum over k per element
         # 0.5 sum_{j, k}: each unordered pair (j, k) is counted twice
-        angular = 0.5 * torch.einsum("bijcs,jsp->bipc", terms, to_pair).flatten(-2)
+        angular = 0.5 * torch.einsum("bicjs,jsp->bipc", terms, to_pair).flatten(-2)
         g = torch.cat([radial, angular], dim=-1)
         # dT_ijk / dr_j = alpha u_ij + beta u_ik + gamma u_jk
-        etas = torch.tensor(self.angular_eta, dtype=dtype, device=positions.device).unsqueeze(-1)  # (E, 1)
-        r_ij, r_jk = r.unsqueeze(-1).unsqueeze(-1), r.unsqueeze(1).unsqueeze(3)
-        alpha_a = radial_part * (cos / r.unsqueeze(-1)).unsqueeze(3)  # times dA/dcos
-        alpha_b = 2.0 * etas * r_ij * radial_part - gauss3 * (dfc.unsqueeze(-1) * fc_ik * fc_jk).unsqueeze(3)
-        beta = channels(dshape * (-radial_part / r_ij).unsqueeze(3))
-        gamma = -2.0 * etas * r_jk * radial_part + gauss3 * (fc_ij * fc_ik * dfc.unsqueeze(-3)).unsqueeze(3)
-        gamma = channels(shape * gamma.unsqueeze(3))
-        alpha = channels(dshape * alpha_a.unsqueeze(3) + shape * alpha_b.unsqueeze(3))
-        n_c, n_s = alpha.shape[3], self.n_species
+        etas = torch.tensor(self.angular_eta, dtype=dtype, device=positions.device).reshape(-1, 1, 1)  # (E, 1, 1)
+        r_ij = r.unsqueeze(2).unsqueeze(-1)  # (B, i, 1, j, 1)
+        alpha_a = radial_part * (cos / r.unsqueeze(-1)).unsqueeze(2)  # times dA/dcos
+        alpha_b = 2.0 * etas * r_ij * radial_part - gauss3 * (dfc.unsqueeze(-1) * fc_ik * fc_jk).unsqueeze(2)
+        alpha = outer(dshape, alpha_a) + outer(shape, alpha_b)
+        beta = outer(dshape, -radial_part / r_ij)
+        gamma_b = -2.0 * etas * r.unsqueeze(1).unsqueeze(1) * radial_part
+        gamma_b = gamma_b + gauss3 * (fc_ij * fc_ik * dfc.unsqueeze(-3)).unsqueeze(2)
+        # gamma is summed over k against u_jk: laid out (B, j, C, i, k)
+        gamma = outer(shape.transpose(1, 3).contiguous(), gamma_b.transpose(1, 3).contiguous())
+        n_c, n_s = alpha.shape[2], self.n_species
         onehot_u = (onehot.unsqueeze(-1) * unit.unsqueeze(-2)).reshape(b * n, n, n_s * 3)  # [(b, a), k, (s, x)]
         # sum over k per neighbour element s; dG_i/dr_j = sum_k [pair(j, k) = p] dT_ijk/dr_j
-        jac_s = (alpha @ onehot).unsqueeze(-1) * unit.unsqueeze(3).unsqueeze(3)
-        jac_s = jac_s + (beta.reshape(b * n, n * n_c, n) @ onehot_u).reshape(b, n, n, n_c, n_s, 3)
-        gamma = gamma.transpose(1, 2).reshape(b * n, n * n_c, n)  # [(b, j), (i, c), k]
-        jac_s = jac_s + (gamma @ onehot_u).reshape(b, n, n, n_c, n_s, 3).transpose(1, 2)  # (B, i, j, C, S, 3)
+        jac_s = (alpha @ onehot).unsqueeze(-1) * unit.unsqueeze(2).unsqueeze(-2)  # (B, i, C, j, S, 3)
+        jac_s = jac_s + (beta.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3)
+        jac_s = jac_s + (gamma.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3).transpose(1, 3)
         return g, (dg2, unit, jac_s)
 
     def forward_and_jacobian(self, positions: torch.Tensor,
@@ -231,7 +233,7 @@ class SymmetryFunctions(nn.Module):
         onehot = torch.nn.functional.one_hot(species, self.n_species).to(g.dtype)
         to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(g.dtype)  # (j, S, P)
         jac_r = -torch.einsum("bijk,js,bijx->biskjx", dg2, onehot, unit).flatten(2, 3)  # (B, i, S K, j, 3)
-        jac_a = torch.einsum("bijcsx,jsp->bipcjx", jac_s, to_pair).flatten(2, 3)  # (B, i, P C, j, 3)
+        jac_a = torch.einsum("bicjsx,jsp->bipcjx", jac_s, to_pair).flatten(2, 3)  # (B, i, P C, j, 3)
         jac = torch.cat([jac_r, jac_a], dim=2)  # (B, i, D, j, 3)
         # translation invariance: dG_i/dr_i = -sum_{j != i} dG_i/dr_j
         jac.diagonal(0, 1, 3).copy_(-jac.sum(3).permute(0, 2, 3, 1))
@@ -262,7 +264,7 @@ class SymmetryFunctions(nn.Module):
         c_r = cotangents[..., :n_r].reshape(m, b, n, self.n_species, self.n_radial)[:, :, :, species]  # (M,B,i,j,K)
         w = -(c_r * dg2).sum(-1).unsqueeze(-1) * unit  # (M, B, i, j, 3)
         c_a = cotangents[..., n_r:].reshape(m, b, n, self.n_pairs, -1)[:, :, :, self.pair_index[species]]
-        w = w + torch.einsum("mbijsc,bijcsx->mbijx", c_a, jac_s)
+        w = w + torch.einsum("mbijsc,bicjsx->mbijx", c_a, jac_s)
         return w.sum(2) - w.sum(3)
 
 
@@ -288,10 +290,33 @@ class ElementMLP(nn.Module):
         self.w2, self.b2 = w(n_species, hidden, hidden), nn.Parameter(torch.zeros(n_species, hidden, dtype=dtype))
         self.w3, self.b3 = w(n_species, hidden, 1), nn.Parameter(torch.zeros(n_species, 1, dtype=dtype))
 
-    def forward(self, g: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(torch.einsum("bnd,ndh->bnh", g, self.w1[species]) + self.b1[species])
-        h = torch.tanh(torch.einsum("bnd,ndh->bnh", h, self.w2[species]) + self.b2[species])
-        return (torch.einsum("bnd,ndh->bnh", h, self.w3[species]) + self.b3[species]).squeeze(-1)
+    def forward(self, g: torch.Tensor, species: torch.Tensor,
+                with_gradient: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Atomic outputs (B, N); with ``with_gradient`` also ``d NN_{Z_n}(g_n) / d g_n`` (B, N, D).
+
+        Each layer is one matrix product of the element-blocked input
+        ``[onehot(Z_n) (x) x_n]`` (S I values) with the stacked weights (S I, O), which picks
+        each atom's own element weights without gathering them per atom. The gradient is
+        written out (``w3 (1 - h2^2)`` back through ``W2`` and ``W1``), so a committee gets it
+        in the same vectorised forward call, without a backward pass.
+        """
+        onehot = torch.nn.functional.one_hot(species, self.w1.shape[0]).to(g.dtype)  # (N, S)
+
+        def blocked(x: torch.Tensor) -> torch.Tensor:  # (B, N, I) -> (B, N, S I)
+            return (onehot.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+
+        def unblocked(y: torch.Tensor) -> torch.Tensor:  # (B, N, S I) -> (B, N, I): the atom's own block
+            return (onehot.unsqueeze(-1) * y.unflatten(-1, (onehot.shape[1], -1))).sum(-2)
+
+        w1, w2, w3 = self.w1.flatten(0, 1), self.w2.flatten(0, 1), self.w3.flatten(0, 1)
+        h1 = torch.tanh(blocked(g) @ w1 + onehot @ self.b1)
+        h2 = torch.tanh(blocked(h1) @ w2 + onehot @ self.b2)
+        out = (blocked(h2) @ w3 + onehot @ self.b3).squeeze(-1)
+        if not with_gradient:
+            return out
+        d2 = (onehot @ self.w3.squeeze(-1)) * (1 - h2 * h2)  # (B, N, H)
+        d1 = unblocked(d2 @ w2.T) * (1 - h1 * h1)
+        return out, unblocked(d1 @ w1.T)
 
 
 @dataclass(frozen=True)
@@ -486,13 +511,14 @@ class EnsemblePotential(nn.Module):
         if pos.shape[1] != species.shape[0]:
             raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
         energies, forces = [], []
-        for chunk in torch.split(pos, self._chunk_size(pos.shape[1])):
-            g, gradients = self.descriptor.pair_gradients(chunk, species)
-            g = (g - self.g_mean) / self.g_std
-            energy, de_dg = self._member_gradients(g, species, create_graph=False)
-            # dE_m/dG_norm / std = dE_m/dG_raw: the raw derivatives serve every member
-            energies.append(energy.detach())
-            forces.append(-self.descriptor.pullback(gradients, species, de_dg / self.g_std))
+        with torch.no_grad():  # no backward pass anywhere: derivatives are written out
+            for chunk in torch.split(pos, self._chunk_size(pos.shape[1])):
+                g, gradients = self.descriptor.pair_gradients(chunk, species)
+                g = (g - self.g_mean) / self.g_std
+                atomic, dnn_dg = self.ensemble(g, species, True)  # (M, B, N), (M, B, N, D): all members at once
+                energies.append(self.e_scale * atomic.sum(-1) + self.e_shift[species].sum())
+                # dE_m/dG_norm / std = dE_m/dG_raw: the raw derivatives serve every member
+                forces.append(-self.descriptor.pullback(gradients, species, (self.e_scale / self.g_std) * dnn_dg))
         return Prediction(energy=torch.cat(energies, 1), forces=torch.cat(forces, 1))
 
     def _chunk_size(self, n_atoms: int) -> int:
