@@ -147,8 +147,9 @@ class SymmetryFunctions(nn.Module):
             The same values as :meth:`forward` (up to rounding).
         gradients : tuple of torch.Tensor
             ``dg2 (B, N, N, K)``: ``d g2_k(r_ij) / d r_ij``; ``unit (B, N, N, 3)``: ``u_ij``;
-            ``jac_s (B, N, C, N, S, 3)``: ``[b, i, c, j, s] = sum_{k: Z_k = s} dT_ijk[c] / dr_j``, from which
-            ``dG4_i[p, c] / dr_j`` is the entry ``s`` with ``pair(Z_j, s) = p``.
+            ``alpha_s (B, N, C, N, S)`` and ``jac_s (B, N, C, N, S, 3)``: with them
+            ``alpha_s[b, i, c, j, s] u_ij + jac_s[b, i, c, j, s] = sum_{k: Z_k = s} dT_ijk[c] / dr_j``,
+            from which ``dG4_i[p, c] / dr_j`` is the entry ``s`` with ``pair(Z_j, s) = p``.
         """
         dtype = positions.dtype
         b, n = positions.shape[0], positions.shape[-2]
@@ -204,7 +205,8 @@ class SymmetryFunctions(nn.Module):
         r_ij = r.unsqueeze(2).unsqueeze(-1)  # (B, i, 1, j, 1)
         alpha_a = radial_part * (cos / r.unsqueeze(-1)).unsqueeze(2)  # times dA/dcos
         alpha_b = 2.0 * etas * r_ij * radial_part - gauss3 * (dfc.unsqueeze(-1) * fc_ik * fc_jk).unsqueeze(2)
-        alpha = outer(dshape, alpha_a) + outer(shape, alpha_b)
+        alpha = dshape.unsqueeze(3) * alpha_a.unsqueeze(2)
+        alpha = alpha.addcmul_(shape.unsqueeze(3), alpha_b.unsqueeze(2)).flatten(2, 3)
         beta = outer(dshape, -radial_part / r_ij)
         gamma_b = -2.0 * etas * r.unsqueeze(1).unsqueeze(1) * radial_part
         gamma_b = gamma_b + gauss3 * (fc_ij * fc_ik * dfc.unsqueeze(-3)).unsqueeze(2)
@@ -213,10 +215,11 @@ class SymmetryFunctions(nn.Module):
         n_c, n_s = alpha.shape[2], self.n_species
         onehot_u = (onehot.unsqueeze(-1) * unit.unsqueeze(-2)).reshape(b * n, n, n_s * 3)  # [(b, a), k, (s, x)]
         # sum over k per neighbour element s; dG_i/dr_j = sum_k [pair(j, k) = p] dT_ijk/dr_j
-        jac_s = (alpha @ onehot).unsqueeze(-1) * unit.unsqueeze(2).unsqueeze(-2)  # (B, i, C, j, S, 3)
-        jac_s = jac_s + (beta.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3)
+        # the alpha part stays a coefficient of u_ij: (B, i, C, j, S)
+        alpha_s = alpha @ onehot
+        jac_s = (beta.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3)
         jac_s = jac_s + (gamma.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3).transpose(1, 3)
-        return g, (dg2, unit, jac_s)
+        return g, (dg2, unit, alpha_s, jac_s)
 
     def forward_and_jacobian(self, positions: torch.Tensor,
                              species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,7 +232,8 @@ class SymmetryFunctions(nn.Module):
         J : torch.Tensor, shape (B, N, D, N, 3)
             ``J[b, i, d, j, x] = dG[b, i, d] / dR[b, j, x]`` (see :meth:`pair_gradients`).
         """
-        g, (dg2, unit, jac_s) = self.pair_gradients(positions, species)
+        g, (dg2, unit, alpha_s, jac_s) = self.pair_gradients(positions, species)
+        jac_s = jac_s + alpha_s.unsqueeze(-1) * unit.unsqueeze(2).unsqueeze(-2)
         onehot = torch.nn.functional.one_hot(species, self.n_species).to(g.dtype)
         to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(g.dtype)  # (j, S, P)
         jac_r = -torch.einsum("bijk,js,bijx->biskjx", dg2, onehot, unit).flatten(2, 3)  # (B, i, S K, j, 3)
@@ -258,13 +262,16 @@ class SymmetryFunctions(nn.Module):
             ``(dG/dR)^T c_m``; with ``w[m, b, i, j] = c_m[b, i] . dG_i/dr_j`` (``j != i``) it is
             ``sum_i w[m, b, i, a] - sum_j w[m, b, a, j]`` by translation invariance.
         """
-        dg2, unit, jac_s = gradients
+        dg2, unit, alpha_s, jac_s = gradients
         m, b, n, _ = cotangents.shape
         n_r = self.n_species * self.n_radial
-        c_r = cotangents[..., :n_r].reshape(m, b, n, self.n_species, self.n_radial)[:, :, :, species]  # (M,B,i,j,K)
-        w = -(c_r * dg2).sum(-1).unsqueeze(-1) * unit  # (M, B, i, j, 3)
-        c_a = cotangents[..., n_r:].reshape(m, b, n, self.n_pairs, -1)[:, :, :, self.pair_index[species]]
-        w = w + torch.einsum("mbijsc,bicjsx->mbijx", c_a, jac_s)
+        c_r = cotangents[..., :n_r].reshape(m, b, n, self.n_species, self.n_radial).index_select(3, species)
+        # each atom j's cotangent entries for the pairs (Z_j, s), s = 0..S-1: (M, B, i, j, S, C)
+        pairs = self.pair_index[species].reshape(-1)
+        c_a = cotangents[..., n_r:].reshape(m, b, n, self.n_pairs, -1).index_select(3, pairs)
+        c_a = c_a.reshape(m, b, n, n, self.n_species, -1)
+        along = torch.einsum("mbijsc,bicjs->mbij", c_a, alpha_s) - (c_r * dg2).sum(-1)  # coefficient of u_ij
+        w = along.unsqueeze(-1) * unit + torch.einsum("mbijsc,bicjsx->mbijx", c_a, jac_s)  # (M, B, i, j, 3)
         return w.sum(2) - w.sum(3)
 
 
