@@ -1,4 +1,4 @@
-"""An ensemble Behler-Parrinello interatomic potential with energies and forces by autograd.
+"""An ensemble Behler-Parrinello interatomic potential with energies and forces.
 
 Each atom ``i`` is described by atom-centred symmetry functions of its neighbours within
 a cosine cutoff (Behler & Parrinello, Phys. Rev. Lett. 98, 146401, 2007; Behler,
@@ -12,10 +12,13 @@ J. Chem. Phys. 134, 074106, 2011):
 resolved by neighbour element ``s`` and unordered element pair ``p``. The energy is a sum
 of atomic energies from one small MLP per element, ``E = sum_i (b_{Z_i} + a NN_{Z_i}(G_i))``,
 so it is invariant under rotation, translation and permutation of like atoms by
-construction; forces are ``F = -dE/dR`` by automatic differentiation. ``M`` such networks,
-differing in their random initialisation, form the committee whose spread is the
-uncertainty (the committee of DP-GEN and i-PI); all members run in one vectorised call
-(:class:`probe.active.Ensemble`).
+construction; forces are ``F = -dE/dR``. ``M`` such networks, differing in their random
+initialisation, form the committee whose spread is the uncertainty (the committee of DP-GEN
+and i-PI); all members run in one vectorised call (:class:`probe.active.Ensemble`). Their
+forces share the descriptor Jacobian: ``F_m = -(dE_m/dG) . (dG/dR)`` with ``dG/dR`` written
+out analytically per atom pair and computed once per configuration, whatever ``M``; the
+reference path (:meth:`EnsemblePotential.energy_and_forces_loop`) runs each member as a
+complete potential with forces by automatic differentiation.
 """
 
 from __future__ import annotations
