@@ -304,12 +304,38 @@ class ElementMLP(nn.Module):
                 with_gradient: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Atomic outputs (B, N); with ``with_gradient`` also ``d NN_{Z_n}(g_n) / d g_n`` (B, N, D).
 
-        Each layer is one matrix product of the element-blocked input
-        ``[onehot(Z_n) (x) x_n]`` (S I values) with the stacked weights (S I, O), which picks
-        each atom's own element weights without gathering them per atom. The gradient is
+        Few rows (one configuration, the MD step): each layer is one matrix product of the
+        element-blocked input ``[onehot(Z_n) (x) x_n]`` (S I values) with the stacked weights
+        (S I, O), which picks each atom's element weights without gathering them per atom;
+        many rows: one product per element on that element's atoms. The gradient is
         written out (``w3 (1 - h2^2)`` back through ``W2`` and ``W1``), so a committee gets it
         in the same vectorised forward call, without a backward pass.
         """
+        n_species = self.w1.shape[0]
+        if n_species == 1 or g.shape[0] * g.shape[1] < 64:
+            return self._blocked(g, species, with_gradient)
+        # many rows: one product per element on that element's atoms (no wasted blocks)
+        groups = [torch.nonzero(species == s).squeeze(-1) for s in range(n_species)]
+        outs, grads, order = [], [], []
+        for s, idx in enumerate(groups):
+            if idx.numel() == 0:
+                continue
+            x = g.index_select(-2, idx)
+            h1 = torch.tanh(x @ self.w1[s] + self.b1[s])
+            h2 = torch.tanh(h1 @ self.w2[s] + self.b2[s])
+            outs.append((h2 @ self.w3[s] + self.b3[s]).squeeze(-1))
+            order.append(idx)
+            if with_gradient:
+                d2 = self.w3[s].squeeze(-1) * (1 - h2 * h2)
+                grads.append(((d2 @ self.w2[s].T) * (1 - h1 * h1)) @ self.w1[s].T)
+        inverse = torch.argsort(torch.cat(order))
+        out = torch.cat(outs, -1).index_select(-1, inverse)
+        if not with_gradient:
+            return out
+        return out, torch.cat(grads, -2).index_select(-2, inverse)
+
+    def _blocked(self, g: torch.Tensor, species: torch.Tensor,
+                 with_gradient: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         onehot = torch.nn.functional.one_hot(species, self.w1.shape[0]).to(g.dtype)  # (N, S)
 
         def blocked(x: torch.Tensor) -> torch.Tensor:  # (B, N, I) -> (B, N, S I)
