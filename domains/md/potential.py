@@ -127,7 +127,7 @@ class SymmetryFunctions(nn.Module):
         return torch.cat([radial, angular], dim=-1)
 
     def pair_gradients(self, positions: torch.Tensor,
-                       species: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                       species: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Descriptors and their analytic derivatives with respect to the positions, per atom pair.
 
         With ``d_ij = r_i - r_j``, ``u_ij = d_ij / r_ij``, ``cos = u_ij . u_ik`` and, for one
@@ -246,7 +246,7 @@ class SymmetryFunctions(nn.Module):
         jac.diagonal(0, 1, 3).copy_(-jac.sum(3).permute(0, 2, 3, 1))
         return g, jac
 
-    def pullback(self, gradients: tuple[torch.Tensor, torch.Tensor, torch.Tensor], species: torch.Tensor,
+    def pullback(self, gradients: tuple[torch.Tensor, ...], species: torch.Tensor,
                  cotangents: torch.Tensor) -> torch.Tensor:
         """``sum_{i, d} c[m, b, i, d] dG[b, i, d] / dR[b, a, x]`` for a stack of cotangents ``c``.
 
