@@ -58,7 +58,7 @@ def bench_ensemble(device: str, repeats: int) -> list[dict]:
                 c = pot.energy_and_forces_loop(pos, atoms.numbers, members=members)
                 err = float((a.forces - c.forces).abs().max())
                 rows.append({"system": system, "members": m, "configs": b, "vectorised_ms": 1e3 * vec,
-                             "loop_ms": 1e3 * loop, "speedup": loop / vec, "max_force_diff": err})
+                             "loop_ms": 1e3 * loop, "speedup": loop / vec, "max_force_diff": f"{err:.1e}"})
     return rows
 
 

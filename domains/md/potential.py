@@ -1,4 +1,4 @@
-"""An ensemble Behler-Parrinello interatomic potential with energies and forces by autograd.
+"""An ensemble Behler-Parrinello interatomic potential with energies and forces.
 
 Each atom ``i`` is described by atom-centred symmetry functions of its neighbours within
 a cosine cutoff (Behler & Parrinello, Phys. Rev. Lett. 98, 146401, 2007; Behler,
@@ -12,10 +12,13 @@ J. Chem. Phys. 134, 074106, 2011):
 resolved by neighbour element ``s`` and unordered element pair ``p``. The energy is a sum
 of atomic energies from one small MLP per element, ``E = sum_i (b_{Z_i} + a NN_{Z_i}(G_i))``,
 so it is invariant under rotation, translation and permutation of like atoms by
-construction; forces are ``F = -dE/dR`` by automatic differentiation. ``M`` such networks,
-differing in their random initialisation, form the committee whose spread is the
-uncertainty (the committee of DP-GEN and i-PI); all members run in one vectorised call
-(:class:`probe.active.Ensemble`).
+construction; forces are ``F = -dE/dR``. ``M`` such networks, differing in their random
+initialisation, form the committee whose spread is the uncertainty (the committee of DP-GEN
+and i-PI); all members run in one vectorised call (:class:`probe.active.Ensemble`). Their
+forces share the descriptor Jacobian: ``F_m = -(dE_m/dG) . (dG/dR)`` with ``dG/dR`` written
+out analytically per atom pair and computed once per configuration, whatever ``M``; the
+reference path (:meth:`EnsemblePotential.energy_and_forces_loop`) runs each member as a
+complete potential with forces by automatic differentiation.
 """
 
 from __future__ import annotations
@@ -123,6 +126,157 @@ class SymmetryFunctions(nn.Module):
         angular = 0.5 * torch.einsum("bijkz,bijke,jkp->bipze", shape, radial_part, pair).flatten(-3)
         return torch.cat([radial, angular], dim=-1)
 
+    def pair_gradients(self, positions: torch.Tensor,
+                       species: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Descriptors and their analytic derivatives with respect to the positions, per atom pair.
+
+        With ``d_ij = r_i - r_j``, ``u_ij = d_ij / r_ij``, ``cos = u_ij . u_ik`` and, for one
+        angular term ``T_ijk = A(cos) exp(-eta s) f_c(r_ij) f_c(r_ik) f_c(r_jk)``
+        (``A = 2^(1 - zeta) (1 + lambda cos)^zeta``, ``s = r_ij^2 + r_ik^2 + r_jk^2``)::
+
+            dcos/dr_j = (cos u_ij - u_ik) / r_ij,   ds/dr_j = -2 r_ij u_ij + 2 r_jk u_jk,
+            dr_ij/dr_j = -u_ij,                    dr_jk/dr_j = u_jk,
+
+        so ``dT_ijk/dr_j = alpha u_ij + beta u_ik + gamma u_jk`` with scalar ``alpha, beta,
+        gamma`` per triplet and channel; ``dT_ijk/dr_k`` follows by the symmetry ``j <-> k`` and
+        ``dG_i/dr_i = -sum_{j != i} dG_i/dr_j`` (translation invariance). Radial terms:
+        ``dG2_i/dr_j = -g'(r_ij) u_ij``. These derivatives do not depend on the networks, so the
+        forces of every committee member follow from them by one contraction
+        (:meth:`pullback`), ``F_m = -(dE_m/dG) . (dG/dR)``.
+
+        Returns
+        -------
+        G : torch.Tensor, shape (B, N, D)
+            The same values as :meth:`forward` (up to rounding).
+        gradients : tuple of torch.Tensor
+            ``dg2 (B, N, N, K)``: ``d g2_k(r_ij) / d r_ij``; ``unit (B, N, N, 3)``: ``u_ij``;
+            ``alpha_s (B, N, C, N, S)`` and ``jac_s (B, N, C, N, S, 3)``: with them
+            ``alpha_s[b, i, c, j, s] u_ij + jac_s[b, i, c, j, s] = sum_{k: Z_k = s} dT_ijk[c] / dr_j``,
+            from which ``dG4_i[p, c] / dr_j`` is the entry ``s`` with ``pair(Z_j, s) = p``.
+        """
+        dtype = positions.dtype
+        b, n = positions.shape[0], positions.shape[-2]
+        diff = positions.unsqueeze(-2) - positions.unsqueeze(-3)  # [i, j] -> r_i - r_j
+        eye = torch.eye(n, dtype=dtype, device=positions.device)
+        off = 1.0 - eye
+        d2 = diff.pow(2).sum(-1)
+        r = torch.sqrt(d2 + eye)
+        fc = cosine_cutoff(r, self.cutoff) * off
+        inside = (r < self.cutoff).to(dtype) * off
+        dfc = (-0.5 * math.pi / self.cutoff) * torch.sin(math.pi * r / self.cutoff) * inside  # f_c'(r)
+        onehot = torch.nn.functional.one_hot(species, self.n_species).to(dtype)  # (N, S)
+        unit = diff / r.unsqueeze(-1)  # (B, N, N, 3), 0 on the diagonal
+        # radial
+        eta, centres = self.radial_eta.to(dtype), self.centres.to(dtype)
+        centred = r.unsqueeze(-1) - centres
+        gauss = torch.exp(-eta * centred ** 2)
+        g2 = gauss * fc.unsqueeze(-1)  # (B, N, N, K)
+        radial = torch.einsum("bijk,js->bisk", g2, onehot).flatten(-2)
+        dg2 = gauss * (dfc.unsqueeze(-1) - 2.0 * eta * centred * fc.unsqueeze(-1))  # dg2 / dr_ij
+        # angular; triplet tensors are laid out (B, i, channel, j, k): products over channels run on
+        # contiguous (j, k) blocks and sums over k are plain matrix products
+        cos = torch.einsum("bijx,bikx->bijk", unit, unit)
+        s2 = d2.unsqueeze(-1) + d2.unsqueeze(-2) + d2.unsqueeze(-3)
+        fc_ij, fc_ik, fc_jk = fc.unsqueeze(-1), fc.unsqueeze(-2), fc.unsqueeze(-3)
+        fcc = fc_ij * fc_ik * fc_jk
+        shapes, dshapes = [], []
+        for z in self.zetas:
+            for lam in self.lambdas:
+                base = 1 + lam * cos
+                if z == int(z):
+                    shapes.append(2.0 ** (1.0 - z) * base ** int(z))
+                    dshapes.append(2.0 ** (1.0 - z) * z * lam * base ** (int(z) - 1))
+                else:
+                    base = base.clamp_min(0.0)
+                    shapes.append(2.0 ** (1.0 - z) * base ** z)
+                    dshapes.append(2.0 ** (1.0 - z) * z * lam * base ** (z - 1))
+        shape = torch.stack(shapes, dim=2)  # (B, i, Z L, j, k): A
+        dshape = torch.stack(dshapes, dim=2)  # dA / dcos
+        gauss3 = torch.stack([torch.exp(-e * s2) for e in self.angular_eta], dim=2)  # (B, i, E, j, k)
+        radial_part = gauss3 * fcc.unsqueeze(2)
+
+        def outer(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (.., Z L, j, k) x (.., E, j, k) -> (.., C, j, k)
+            return (x.unsqueeze(3) * y.unsqueeze(2)).flatten(2, 3)
+
+        to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(dtype)  # (j, S, P)
+        terms = outer(shape, radial_part) @ onehot  # (B, i, C, j, S): sum over k per element
+        # 0.5 sum_{j, k}: each unordered pair (j, k) is counted twice
+        angular = 0.5 * torch.einsum("bicjs,jsp->bipc", terms, to_pair).flatten(-2)
+        g = torch.cat([radial, angular], dim=-1)
+        # dT_ijk / dr_j = alpha u_ij + beta u_ik + gamma u_jk
+        etas = torch.tensor(self.angular_eta, dtype=dtype, device=positions.device).reshape(-1, 1, 1)  # (E, 1, 1)
+        r_ij = r.unsqueeze(2).unsqueeze(-1)  # (B, i, 1, j, 1)
+        alpha_a = radial_part * (cos / r.unsqueeze(-1)).unsqueeze(2)  # times dA/dcos
+        alpha_b = 2.0 * etas * r_ij * radial_part - gauss3 * (dfc.unsqueeze(-1) * fc_ik * fc_jk).unsqueeze(2)
+        alpha = dshape.unsqueeze(3) * alpha_a.unsqueeze(2)
+        alpha = alpha.addcmul_(shape.unsqueeze(3), alpha_b.unsqueeze(2)).flatten(2, 3)
+        beta = outer(dshape, -radial_part / r_ij)
+        gamma_b = -2.0 * etas * r.unsqueeze(1).unsqueeze(1) * radial_part
+        gamma_b = gamma_b + gauss3 * (fc_ij * fc_ik * dfc.unsqueeze(-3)).unsqueeze(2)
+        # gamma is summed over k against u_jk: laid out (B, j, C, i, k)
+        gamma = outer(shape.transpose(1, 3).contiguous(), gamma_b.transpose(1, 3).contiguous())
+        n_c, n_s = alpha.shape[2], self.n_species
+        onehot_u = (onehot.unsqueeze(-1) * unit.unsqueeze(-2)).reshape(b * n, n, n_s * 3)  # [(b, a), k, (s, x)]
+        # sum over k per neighbour element s; dG_i/dr_j = sum_k [pair(j, k) = p] dT_ijk/dr_j
+        # the alpha part stays a coefficient of u_ij: (B, i, C, j, S)
+        alpha_s = alpha @ onehot
+        jac_s = (beta.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3)
+        jac_s = jac_s + (gamma.reshape(b * n, n_c * n, n) @ onehot_u).reshape(b, n, n_c, n, n_s, 3).transpose(1, 3)
+        return g, (dg2, unit, alpha_s, jac_s)
+
+    def forward_and_jacobian(self, positions: torch.Tensor,
+                             species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Descriptors and their dense Jacobian with respect to the positions.
+
+        Returns
+        -------
+        G : torch.Tensor, shape (B, N, D)
+            The same values as :meth:`forward` (up to rounding).
+        J : torch.Tensor, shape (B, N, D, N, 3)
+            ``J[b, i, d, j, x] = dG[b, i, d] / dR[b, j, x]`` (see :meth:`pair_gradients`).
+        """
+        g, (dg2, unit, alpha_s, jac_s) = self.pair_gradients(positions, species)
+        jac_s = jac_s + alpha_s.unsqueeze(-1) * unit.unsqueeze(2).unsqueeze(-2)
+        onehot = torch.nn.functional.one_hot(species, self.n_species).to(g.dtype)
+        to_pair = torch.nn.functional.one_hot(self.pair_index[species], self.n_pairs).to(g.dtype)  # (j, S, P)
+        jac_r = -torch.einsum("bijk,js,bijx->biskjx", dg2, onehot, unit).flatten(2, 3)  # (B, i, S K, j, 3)
+        jac_a = torch.einsum("bicjsx,jsp->bipcjx", jac_s, to_pair).flatten(2, 3)  # (B, i, P C, j, 3)
+        jac = torch.cat([jac_r, jac_a], dim=2)  # (B, i, D, j, 3)
+        # translation invariance: dG_i/dr_i = -sum_{j != i} dG_i/dr_j
+        jac.diagonal(0, 1, 3).copy_(-jac.sum(3).permute(0, 2, 3, 1))
+        return g, jac
+
+    def pullback(self, gradients: tuple[torch.Tensor, ...], species: torch.Tensor,
+                 cotangents: torch.Tensor) -> torch.Tensor:
+        """``sum_{i, d} c[m, b, i, d] dG[b, i, d] / dR[b, a, x]`` for a stack of cotangents ``c``.
+
+        Parameters
+        ----------
+        gradients : tuple
+            The second output of :meth:`pair_gradients` (computed once, whatever the number of
+            cotangents).
+        species : torch.Tensor, shape (N,)
+        cotangents : torch.Tensor, shape (M, B, N, D)
+            E.g. ``dE_m/dG`` of M committee members.
+
+        Returns
+        -------
+        torch.Tensor, shape (M, B, N, 3)
+            ``(dG/dR)^T c_m``; with ``w[m, b, i, j] = c_m[b, i] . dG_i/dr_j`` (``j != i``) it is
+            ``sum_i w[m, b, i, a] - sum_j w[m, b, a, j]`` by translation invariance.
+        """
+        dg2, unit, alpha_s, jac_s = gradients
+        m, b, n, _ = cotangents.shape
+        n_r = self.n_species * self.n_radial
+        c_r = cotangents[..., :n_r].reshape(m, b, n, self.n_species, self.n_radial).index_select(3, species)
+        # each atom j's cotangent entries for the pairs (Z_j, s), s = 0..S-1: (M, B, i, j, S, C)
+        pairs = self.pair_index[species].reshape(-1)
+        c_a = cotangents[..., n_r:].reshape(m, b, n, self.n_pairs, -1).index_select(3, pairs)
+        c_a = c_a.reshape(m, b, n, n, self.n_species, -1)
+        along = torch.einsum("mbijsc,bicjs->mbij", c_a, alpha_s) - (c_r * dg2).sum(-1)  # coefficient of u_ij
+        w = along.unsqueeze(-1) * unit + torch.einsum("mbijsc,bicjsx->mbijx", c_a, jac_s)  # (M, B, i, j, 3)
+        return w.sum(2) - w.sum(3)
+
 
 class ElementMLP(nn.Module):
     """One MLP per element, evaluated for all atoms at once by gathering each atom's weights.
@@ -146,10 +300,59 @@ class ElementMLP(nn.Module):
         self.w2, self.b2 = w(n_species, hidden, hidden), nn.Parameter(torch.zeros(n_species, hidden, dtype=dtype))
         self.w3, self.b3 = w(n_species, hidden, 1), nn.Parameter(torch.zeros(n_species, 1, dtype=dtype))
 
-    def forward(self, g: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(torch.einsum("bnd,ndh->bnh", g, self.w1[species]) + self.b1[species])
-        h = torch.tanh(torch.einsum("bnd,ndh->bnh", h, self.w2[species]) + self.b2[species])
-        return (torch.einsum("bnd,ndh->bnh", h, self.w3[species]) + self.b3[species]).squeeze(-1)
+    def forward(self, g: torch.Tensor, species: torch.Tensor,
+                with_gradient: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Atomic outputs (B, N); with ``with_gradient`` also ``d NN_{Z_n}(g_n) / d g_n`` (B, N, D).
+
+        Few rows (one configuration, the MD step): each layer is one matrix product of the
+        element-blocked input ``[onehot(Z_n) (x) x_n]`` (S I values) with the stacked weights
+        (S I, O), which picks each atom's element weights without gathering them per atom;
+        many rows: one product per element on that element's atoms. The gradient is
+        written out (``w3 (1 - h2^2)`` back through ``W2`` and ``W1``), so a committee gets it
+        in the same vectorised forward call, without a backward pass.
+        """
+        n_species = self.w1.shape[0]
+        if n_species == 1 or g.shape[0] * g.shape[1] < 64:
+            return self._blocked(g, species, with_gradient)
+        # many rows: one product per element on that element's atoms (no wasted blocks)
+        groups = [torch.nonzero(species == s).squeeze(-1) for s in range(n_species)]
+        outs, grads, order = [], [], []
+        for s, idx in enumerate(groups):
+            if idx.numel() == 0:
+                continue
+            x = g.index_select(-2, idx)
+            h1 = torch.tanh(x @ self.w1[s] + self.b1[s])
+            h2 = torch.tanh(h1 @ self.w2[s] + self.b2[s])
+            outs.append((h2 @ self.w3[s] + self.b3[s]).squeeze(-1))
+            order.append(idx)
+            if with_gradient:
+                d2 = self.w3[s].squeeze(-1) * (1 - h2 * h2)
+                grads.append(((d2 @ self.w2[s].T) * (1 - h1 * h1)) @ self.w1[s].T)
+        inverse = torch.argsort(torch.cat(order))
+        out = torch.cat(outs, -1).index_select(-1, inverse)
+        if not with_gradient:
+            return out
+        return out, torch.cat(grads, -2).index_select(-2, inverse)
+
+    def _blocked(self, g: torch.Tensor, species: torch.Tensor,
+                 with_gradient: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        onehot = torch.nn.functional.one_hot(species, self.w1.shape[0]).to(g.dtype)  # (N, S)
+
+        def blocked(x: torch.Tensor) -> torch.Tensor:  # (B, N, I) -> (B, N, S I)
+            return (onehot.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+
+        def unblocked(y: torch.Tensor) -> torch.Tensor:  # (B, N, S I) -> (B, N, I): the atom's own block
+            return (onehot.unsqueeze(-1) * y.unflatten(-1, (onehot.shape[1], -1))).sum(-2)
+
+        w1, w2, w3 = self.w1.flatten(0, 1), self.w2.flatten(0, 1), self.w3.flatten(0, 1)
+        h1 = torch.tanh(blocked(g) @ w1 + onehot @ self.b1)
+        h2 = torch.tanh(blocked(h1) @ w2 + onehot @ self.b2)
+        out = (blocked(h2) @ w3 + onehot @ self.b3).squeeze(-1)
+        if not with_gradient:
+            return out
+        d2 = (onehot @ self.w3.squeeze(-1)) * (1 - h2 * h2)  # (B, N, H)
+        d1 = unblocked(d2 @ w2.T) * (1 - h1 * h1)
+        return out, unblocked(d1 @ w1.T)
 
 
 @dataclass(frozen=True)
@@ -319,10 +522,13 @@ class EnsemblePotential(nn.Module):
     def energy_and_forces(self, positions: object, numbers: Sequence[int]) -> Prediction:
         """Energies and forces of every member in one vectorised call.
 
-        The descriptor ``G(R)`` is computed once for all members; the members' networks run
-        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass; the M
-        cotangents then go back through the descriptor in one batched backward pass
-        (``is_grads_batched``): ``F_m = -(dG/dR)^T dE_m/dG``.
+        The descriptor ``G(R)`` and its Jacobian ``dG/dR`` are computed once for all members,
+        analytically (:meth:`SymmetryFunctions.forward_and_jacobian`); the members' networks run
+        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass through the
+        networks alone; one contraction then gives every member's forces,
+        ``F_m = -(dE_m/dG) . (dG/dR)``, so the cost of the forces hardly grows with ``M``.
+        Configurations are processed in chunks that keep the per-triplet terms within about
+        64 MiB.
 
         Parameters
         ----------
@@ -340,12 +546,22 @@ class EnsemblePotential(nn.Module):
         pos = self._positions(positions).detach().clone()
         if pos.shape[1] != species.shape[0]:
             raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
-        with torch.enable_grad():
-            pos.requires_grad_(True)
-            g = self._normalised(pos, species)
-            energy, de_dg = self._member_gradients(g, species, create_graph=False)
-            (grad,) = torch.autograd.grad(g, pos, de_dg, is_grads_batched=True)
-        return Prediction(energy=energy.detach(), forces=-grad)
+        energies, forces = [], []
+        with torch.no_grad():  # no backward pass anywhere: derivatives are written out
+            for chunk in torch.split(pos, self._chunk_size(pos.shape[1])):
+                g, gradients = self.descriptor.pair_gradients(chunk, species)
+                g = (g - self.g_mean) / self.g_std
+                atomic, dnn_dg = self.ensemble(g, species, True)  # (M, B, N), (M, B, N, D): all members at once
+                energies.append(self.e_scale * atomic.sum(-1) + self.e_shift[species].sum())
+                # dE_m/dG_norm / std = dE_m/dG_raw: the raw derivatives serve every member
+                forces.append(-self.descriptor.pullback(gradients, species, (self.e_scale / self.g_std) * dnn_dg))
+        return Prediction(energy=torch.cat(energies, 1), forces=torch.cat(forces, 1))
+
+    def _chunk_size(self, n_atoms: int) -> int:
+        # about six per-triplet tensors of N^3 x channels values each are alive per configuration:
+        # chunks keep them within about 64 MiB (float64)
+        per_config = 6 * n_atoms ** 3 * self.descriptor.n_angular
+        return max(1, (1 << 23) // per_config)
 
     def energy_and_forces_loop(self, positions: object, numbers: Sequence[int], *,
                                members: Sequence[nn.Module] | None = None) -> Prediction:
