@@ -27,7 +27,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from probe.active import ActiveLoop, Candidate, Label, LabelStore, LoopResult, Trigger
-from probe.active.uncertainty import rate_variance
+from probe.active.uncertainty import VarianceScaling, rate_variance
 from probe.errors import ProbeError
 
 from .calculator import EnsembleCalculator
@@ -84,6 +84,19 @@ class MDExplorer:
         Configurations labelled before exploring: the start and ``n_initial - 1`` copies with
         Gaussian displacements of ``rattle`` Angstrom.
     rattle : float, default 0.05
+
+    Notes
+    -----
+    The committee spread is recalibrated on the run's own labels
+    (:class:`probe.active.uncertainty.VarianceScaling`): at every labelled step the oracle's
+    forces minus the committee-mean forces *before* retraining are the realised errors
+    ``dF_i``. Two scales are fitted over all labelled steps so far (``1`` before the first):
+    on the force components, ``s_F^2 = sum |dF_i|^2 / sum_i tr Cov(F_i)``, and on the
+    quantity the energy-rate trigger predicts, the rate error
+    ``s_rate^2 = sum_k (sum_i dF_i . v_i)^2 / sum_k sum_i v_i^T Cov(F_i) v_i``.
+    Each observation carries ``calibration_forces`` and ``calibration_rate`` (the two ``s^2``)
+    and ``sigma_dE_cal_forces`` / ``sigma_dE_cal_rate`` (``s * sigma_dE``). The
+    scale is a deterministic function of the stored labels, so a resumed run replays it.
     """
 
     def __init__(self, atoms: Atoms, potential: EnsemblePotential, *, integrator: str = "verlet",
@@ -104,11 +117,17 @@ class MDExplorer:
         self.n_initial = int(n_initial)
         self.rattle = float(rattle)
         self.frames: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        self.calibration_forces = VarianceScaling()
+        self.calibration_rate = VarianceScaling()
+        self._predicted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
 
     def start(self, seed: int) -> list[Atoms]:
         self._walkers = []
         self._step = 0
         self.frames = []
+        self.calibration_forces.reset()
+        self.calibration_rate.reset()
+        self._predicted = {}
         for w in range(self.n_walkers):
             a = self.atoms.copy()
             MaxwellBoltzmannDistribution(a, temperature_K=self.temperature, rng=np.random.default_rng([seed, w]))
@@ -138,12 +157,19 @@ class MDExplorer:
         rate = float(rate_variance(torch.as_tensor(res["member_forces"]).unsqueeze(1), v.unsqueeze(0))[0])
         sigma_rate = float(np.sqrt(rate))
         ekin = float(atoms.get_kinetic_energy())
+        s2_forces, s2_rate = self.calibration_forces.scale2, self.calibration_rate.scale2
+        sigma_dE = sigma_rate * self.timestep * units.fs
         return {
             "energy": res["energy"],
             "energy_std": res["energy_std"],
             "max_force_deviation": res["max_force_deviation"],
             "sigma_dEdt": sigma_rate * units.fs,  # eV/fs (ASE time unit = 1 / units.fs fs)
-            "sigma_dE": sigma_rate * self.timestep * units.fs,  # eV per step
+            "sigma_dE": sigma_dE,  # eV per step
+            "rate_variance": rate,
+            "calibration_forces": s2_forces,
+            "calibration_rate": s2_rate,
+            "sigma_dE_cal_forces": float(np.sqrt(s2_forces)) * sigma_dE,
+            "sigma_dE_cal_rate": float(np.sqrt(s2_rate)) * sigma_dE,
             "kinetic": ekin,
             "total": res["energy"] + ekin,
             "temperature": float(atoms.get_temperature()),
@@ -158,7 +184,11 @@ class MDExplorer:
             if not np.isfinite(a.positions).all() or np.abs(a.positions).max() > 1e4:
                 raise ProbeError(f"walker {w} blew up at step {self._step} (positions not finite or far away); "
                                  "lower the trigger tolerance or the time step")
-            out.append(Candidate(item=_snapshot(a), observation=self.observe(a)))
+            obs = self.observe(a)
+            out.append(Candidate(item=_snapshot(a), observation=obs))
+            member_forces = np.asarray(a.calc.results["member_forces"])  # (M, N, 3), this committee
+            self._predicted[w] = (member_forces.mean(0), member_forces.var(0), a.get_velocities().copy(),
+                                  obs["rate_variance"])
             self.frames.append((w, self._step, a.get_positions().copy(), a.get_velocities().copy()))
         return out
 
@@ -166,6 +196,12 @@ class MDExplorer:
         return {"numbers": np.asarray(item.numbers, dtype=np.int64), "positions": item.get_positions()}
 
     def labelled(self, walker: int, item: Any, targets: Mapping[str, np.ndarray]) -> None:
+        # the realised error of the committee that asked for this label (before it was retrained)
+        if walker in self._predicted:
+            mean, var, velocity, rate = self._predicted[walker]
+            error = np.asarray(targets["forces"]) - mean
+            self.calibration_forces.update(error, var)
+            self.calibration_rate.update([float((error * velocity).sum())], [rate])
         # the committee was retrained: every walker's cached forces are stale
         for a, _ in self._walkers:
             a.calc.reset()

@@ -15,17 +15,34 @@ Both read the observations written by :class:`domains.md.onthefly.MDExplorer`:
 from __future__ import annotations
 
 from probe.active.triggers import Accumulated, TrustBand
+from probe.errors import ProbeError
 
 __all__ = ["energy_rate_trigger", "max_force_deviation_trigger"]
 
 
-def energy_rate_trigger(tolerance: float = 0.05) -> Accumulated:
+def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = None) -> Accumulated:
     """Label when ``sum_steps sigma(dE/dt) dt`` since the last label exceeds ``tolerance`` (eV).
 
     The sum bounds the standard deviation of the accumulated energy error
     (``std(sum X) <= sum std(X)``), whatever the correlation of the force errors between steps.
+
+    Parameters
+    ----------
+    tolerance : float, default 0.05
+        eV, per interval between two labels.
+    calibration : {None, "rate", "forces"}, default None
+        ``None``: the raw committee spread (observation ``sigma_dE``). Otherwise accumulate
+        ``s * sigma(dE/dt) dt`` with the variance scale ``s^2`` fitted on the realised errors at
+        the labels so far (:class:`probe.active.uncertainty.VarianceScaling`; Musil et al.,
+        J. Chem. Theory Comput. 15, 906, 2019): ``"rate"`` on the rate error itself,
+        ``s^2 = sum_k (sum_i dF_i . v_i)^2 / sum_k sigma_k(dE/dt)^2`` (observation
+        ``sigma_dE_cal_rate``), ``"forces"`` on the force components,
+        ``s^2 = sum |dF_i|^2 / sum tr Cov(F_i)`` (``sigma_dE_cal_forces``); ``dF_i`` is the
+        oracle's force minus the committee mean *before* the label was learned.
     """
-    return Accumulated("sigma_dE", tolerance)
+    if calibration not in (None, "rate", "forces"):
+        raise ProbeError(f"calibration must be None, 'rate' or 'forces', got {calibration!r}")
+    return Accumulated("sigma_dE" if calibration is None else f"sigma_dE_cal_{calibration}", tolerance)
 
 
 def max_force_deviation_trigger(trust_lo: float = 0.1, trust_hi: float = 0.4, *,

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from domains.md.onthefly import MDExplorer, load_system, run_onthefly
+from domains.md.potential import EnsemblePotential
+from domains.md.triggers import energy_rate_trigger
+from probe.active.store import LabelStore
+from probe.errors import ProbeError
+
+TINY = {"timestep": 5.0, "temperature": 500.0, "cutoff": 5.0, "hidden": 8, "n_members": 3, "first_steps": 40,
+        "fit_steps": 10, "n_initial": 3, "device": "cpu", "progress": False}
+
+
+@pytest.mark.parametrize("c", [0.5, 3.0])
+def test_explorer_recovers_a_known_miscalibration_from_the_oracle_forces(c):
+    atoms = load_system("cu13")
+    pot = EnsemblePotential([29], n_members=3, hidden=8, cutoff=5.0, seed=0, device="cpu")
+    explorer = MDExplorer(atoms, pot, timestep=5.0, temperature=500.0)
+    explorer.start(0)
+    (cand,) = explorer.step()
+    obs = cand.observation
+    assert obs["calibration_rate"] == obs["calibration_forces"] == 1.0  # no label yet: the raw spread
+    assert obs["sigma_dE_cal_rate"] == obs["sigma_dE"]
+    a = explorer._walkers[0][0]
+    member_forces = np.asarray(a.calc.results["member_forces"])
+    mean, var, v = member_forces.mean(0), member_forces.var(0), a.get_velocities()
+    # oracle forces whose errors are c times the committee's spread, component by component ...
+    sign = np.where(np.arange(var.size).reshape(var.shape) % 2, 1.0, -1.0)
+    explorer.labelled(0, cand.item, {"forces": mean + c * np.sqrt(var) * sign, "energy": np.array(0.0)})
+    assert explorer.calibration_forces.scale2 == pytest.approx(c ** 2, rel=1e-10)
+    # ... and, separately, whose rate error sum_i dF_i . v_i is c times the predicted sigma(dE/dt)
+    explorer.calibration_forces.reset()
+    explorer.calibration_rate.reset()
+    explorer._predicted[0] = (mean, var, v, obs["rate_variance"])
+    error = c * np.sqrt(obs["rate_variance"]) * v / (v ** 2).sum()
+    explorer.labelled(0, cand.item, {"forces": mean + error, "energy": np.array(0.0)})
+    assert explorer.calibration_rate.scale2 == pytest.approx(c ** 2, rel=1e-10)
+    (nxt,) = explorer.step()
+    assert nxt.observation["sigma_dE_cal_rate"] == pytest.approx(c * nxt.observation["sigma_dE"], rel=1e-12)
+
+
+def test_trigger_reads_the_chosen_observation():
+    assert energy_rate_trigger(0.1).key == "sigma_dE"
+    assert energy_rate_trigger(0.1, calibration="rate").key == "sigma_dE_cal_rate"
+    assert energy_rate_trigger(0.1, calibration="forces").key == "sigma_dE_cal_forces"
+    with pytest.raises(ProbeError, match="calibration"):
+        energy_rate_trigger(0.1, calibration="yes")
+
+
+def _contents(path):
+    with LabelStore(path) as s:
+        return [(lab.key, lab.inputs["positions"].tobytes(), lab.targets["forces"].tobytes()) for lab in s]
+
+
+def test_calibrated_run_is_deterministic_and_resumes_exactly(tmp_path):
+    trig = energy_rate_trigger(0.02, calibration="rate")
+    full = run_onthefly(load_system("cu13"), trig, oracle="emt", steps=16, seed=3, store=tmp_path / "a.sqlite", **TINY)
+    h = full.result.history
+    assert full.result.n_labels > 4  # it labelled along the way, so the scale was fitted
+    assert (h["calibration_rate"] != 1.0).any()
+    np.testing.assert_allclose(h["sigma_dE_cal_rate"], np.sqrt(h["calibration_rate"]) * h["sigma_dE"], rtol=1e-12)
+    # stop early, then resume to the same length: the scale is replayed from the stored labels
+    run_onthefly(load_system("cu13"), trig, oracle="emt", steps=8, seed=3, store=tmp_path / "b.sqlite", **TINY)
+    resumed = run_onthefly(load_system("cu13"), trig, oracle="emt", steps=16, seed=3, store=tmp_path / "b.sqlite",
+                           **TINY)
+    assert resumed.result.reused > 0
+    assert _contents(tmp_path / "a.sqlite") == _contents(tmp_path / "b.sqlite")
+    np.testing.assert_array_equal(resumed.result.history["calibration_rate"], h["calibration_rate"])
