@@ -35,7 +35,8 @@ from .oracles import CalculatorOracle
 from .potential import EnsemblePotential
 
 __all__ = ["SYSTEMS", "load_system", "MDExplorer", "PotentialLearner", "OnTheFlyRun", "run_onthefly",
-           "reference_trajectory", "force_errors", "energy_drift", "compare_triggers", "TriggerComparison"]
+           "reference_trajectory", "force_errors", "energy_drift", "interval_drift", "compare_triggers",
+           "TriggerComparison"]
 
 SYSTEMS = {
     "ethanol": lambda: molecule("CH3CH2OH"),
@@ -404,6 +405,41 @@ def energy_drift(run: OnTheFlyRun, *, oracle: str = "emt", every: int = 1, walke
     df["e_total"] = df["e_pot_oracle"] + df["e_kin"]
     df["drift"] = df["e_total"] - df["e_total"].iloc[0]
     return df
+
+
+def interval_drift(run: OnTheFlyRun, *, oracle: str = "emt", walker: int = 0) -> pd.DataFrame:
+    """Realised energy error of each interval between two labels against the trigger's prediction.
+
+    An interval runs from one label (or the start) to the next label (or the end) of
+    ``walker``; its realised error is the change of the oracle total energy along it,
+    ``dE = E_tot(end) - E_tot(start)`` (see :func:`energy_drift`), and its predicted standard
+    deviations are the accumulated ``sum sigma(dE/dt) dt`` with the raw and with each
+    recalibrated spread (the values the energy-rate trigger compares with its tolerance). A
+    trigger is honest when ``|dE|`` exceeds its prediction about as often as a Gaussian would
+    (``P(|dE| > sigma) = 0.32``) or less.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``start``, ``end`` (steps), ``realised`` (eV), ``predicted``,
+        ``predicted_cal_rate``, ``predicted_cal_forces`` (eV).
+    """
+    drift = energy_drift(run, oracle=oracle, every=1, walker=walker).set_index("step")["drift"]
+    h = run.result.history
+    h = h[h["walker"] == walker]
+    ev = run.result.events
+    labelled = sorted(ev[ev["walker"] == walker]["step"].tolist()) if len(ev) else []
+    last = int(h["step"].max()) + 1  # frames: step 0 is the start, step k + 1 follows history step k
+    bounds = [0] + [s + 1 for s in labelled if s + 1 < last] + [last]
+    rows = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg = h[(h["step"] + 1 > a) & (h["step"] + 1 <= b)]
+        rows.append({"start": a, "end": b, "realised": float(drift.loc[b] - drift.loc[a]),
+                     "predicted": float(seg["sigma_dE"].sum()),
+                     "predicted_cal_rate": float(seg["sigma_dE_cal_rate"].sum()),
+                     "predicted_cal_forces": float(seg["sigma_dE_cal_forces"].sum())})
+    return pd.DataFrame(rows, columns=["start", "end", "realised", "predicted", "predicted_cal_rate",
+                                       "predicted_cal_forces"])
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from domains.md.onthefly import MDExplorer, load_system, run_onthefly
+from domains.md.onthefly import MDExplorer, energy_drift, interval_drift, load_system, run_onthefly
 from domains.md.potential import EnsemblePotential
 from domains.md.triggers import energy_rate_trigger
 from probe.active.store import LabelStore
@@ -66,3 +66,18 @@ def test_calibrated_run_is_deterministic_and_resumes_exactly(tmp_path):
     assert resumed.result.reused > 0
     assert _contents(tmp_path / "a.sqlite") == _contents(tmp_path / "b.sqlite")
     np.testing.assert_array_equal(resumed.result.history["calibration_rate"], h["calibration_rate"])
+
+
+def test_interval_drift_splits_the_run_at_the_labels(tmp_path):
+    run = run_onthefly(load_system("cu13"), energy_rate_trigger(0.02), oracle="emt", steps=12, seed=1, **TINY)
+    iv = interval_drift(run, oracle="emt")
+    labelled = run.result.events["step"].tolist()
+    assert len(iv) == len([s for s in labelled if s + 1 < 12]) + 1
+    assert iv["start"].iloc[0] == 0 and iv["end"].iloc[-1] == 12
+    assert (iv["start"].iloc[1:].to_numpy() == iv["end"].iloc[:-1].to_numpy()).all()
+    d = energy_drift(run, oracle="emt", every=1)
+    assert iv["realised"].sum() == pytest.approx(d["drift"].iloc[-1], abs=1e-12)  # the intervals telescope
+    h = run.result.history
+    assert iv["predicted"].sum() == pytest.approx(h["sigma_dE"].sum(), rel=1e-12)
+    # the raw trigger fired exactly where its accumulated prediction passed the tolerance
+    assert (iv["predicted"].iloc[:-1] > 0.02).all()
