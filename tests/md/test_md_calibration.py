@@ -81,3 +81,14 @@ def test_interval_drift_splits_the_run_at_the_labels(tmp_path):
     assert iv["predicted"].sum() == pytest.approx(h["sigma_dE"].sum(), rel=1e-12)
     # the raw trigger fired exactly where its accumulated prediction passed the tolerance
     assert (iv["predicted"].iloc[:-1] > 0.02).all()
+
+
+def test_cli_calibration_option(tmp_path):
+    import json
+
+    from probe.cli import main
+
+    out = tmp_path / "md"
+    assert main(["md", "--quick", "--out", str(out), "--steps", "6", "--calibration", "rate"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calibration"] == "rate" and summary["steps"] == 6
