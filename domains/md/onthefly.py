@@ -94,11 +94,15 @@ class MDExplorer:
     ``dF_i``. Two scales are fitted over all labelled steps so far (``1`` before the first):
     on the force components, ``s_F^2 = sum |dF_i|^2 / sum_i tr Cov(F_i)``, and on the
     quantity the energy-rate trigger predicts, the rate error
-    ``s_rate^2 = sum_k (sum_i dF_i . v_i)^2 / sum_k sum_i v_i^T Cov(F_i) v_i``.
-    Each observation carries ``calibration_forces`` and ``calibration_rate`` (the two ``s^2``)
+    ``s_rate^2 = sum_k (sum_i dF_i . v_i)^2 / sum_k sum_i v_i^T Cov(F_i) v_i``, both shrunk
+    towards 1 by ``CALIBRATION_PRIOR_WEIGHT`` = 2 pseudo-labels (one chance small error must not
+    silence the trigger). Each observation carries ``calibration_forces`` and ``calibration_rate`` (the two ``s^2``)
     and ``sigma_dE_cal_forces`` / ``sigma_dE_cal_rate`` (``s * sigma_dE``). The
     scale is a deterministic function of the stored labels, so a resumed run replays it.
     """
+
+    #: pseudo-labels of the prior s^2 = 1 in both calibrations (see VarianceScaling)
+    CALIBRATION_PRIOR_WEIGHT = 2.0
 
     def __init__(self, atoms: Atoms, potential: EnsemblePotential, *, integrator: str = "verlet",
                  timestep: float = 0.5, temperature: float = 300.0, friction: float = 0.01, walkers: int = 1,
@@ -118,8 +122,8 @@ class MDExplorer:
         self.n_initial = int(n_initial)
         self.rattle = float(rattle)
         self.frames: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-        self.calibration_forces = VarianceScaling()
-        self.calibration_rate = VarianceScaling()
+        self.calibration_forces = VarianceScaling(prior_weight=self.CALIBRATION_PRIOR_WEIGHT)
+        self.calibration_rate = VarianceScaling(prior_weight=self.CALIBRATION_PRIOR_WEIGHT)
         self._predicted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
 
     def start(self, seed: int) -> list[Atoms]:

@@ -152,18 +152,30 @@ class VarianceScaling:
 
     so that ``E[e^2] = s^2 sigma^2`` holds on the observed errors on average (a single global
     scale; a ratio of sums rather than the mean of ratios, which single tiny ``sigma_k``
-    would dominate). Before any error is observed ``s^2 = prior``.
+    would dominate). Before any error is observed ``s^2 = prior``. With ``prior_weight = w > 0``
+    the estimate is shrunk towards the prior by ``w`` pseudo-updates of average variance,
+
+    ``s^2 = (sum_k E_k + w * prior * Vbar) / (sum_k V_k + w * Vbar)``,
+
+    with ``E_k``, ``V_k`` the summed squared errors and variances of update ``k`` and ``Vbar``
+    the mean ``V_k`` (the conjugate pseudo-count of a scaled-Gaussian model), so that one
+    chance near-zero error cannot switch the uncertainty off.
 
     Parameters
     ----------
     prior : float, default 1.0
         Scale used until the first update (1: trust the raw spread).
+    prior_weight : float, default 0.0
+        Pseudo-updates ``w`` of the prior (0: the plain ratio of sums).
     """
 
-    def __init__(self, prior: float = 1.0) -> None:
+    def __init__(self, prior: float = 1.0, prior_weight: float = 0.0) -> None:
         if not prior > 0:
             raise ProbeError(f"prior must be positive, got {prior}")
+        if not prior_weight >= 0:
+            raise ProbeError(f"prior_weight must be non-negative, got {prior_weight}")
         self.prior = float(prior)
+        self.prior_weight = float(prior_weight)
         self.reset()
 
     def reset(self) -> None:
@@ -200,7 +212,9 @@ class VarianceScaling:
         """The variance scale ``s^2`` (``prior`` until a non-zero variance was observed)."""
         if self.sum_variance <= 0:
             return self.prior
-        return self.sum_squared_error / self.sum_variance
+        pseudo = self.prior_weight * self.sum_variance / self.n_updates
+        return (self.sum_squared_error + self.prior * pseudo) / (self.sum_variance + pseudo)
 
     def __repr__(self) -> str:
-        return f"VarianceScaling(prior={self.prior}, n_updates={self.n_updates}, scale2={self.scale2:.4g})"
+        return (f"VarianceScaling(prior={self.prior}, prior_weight={self.prior_weight}, n_updates={self.n_updates}, "
+                f"scale2={self.scale2:.4g})")

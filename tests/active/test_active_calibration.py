@@ -42,9 +42,22 @@ def test_prior_before_any_observation_and_reset():
     assert cal.scale2 == 2.0 and cal.n_updates == 0
 
 
+def test_prior_weight_shrinks_towards_the_prior_and_fades_with_data():
+    cal = VarianceScaling(prior=1.0, prior_weight=2.0)
+    cal.update([0.0], [4.0])  # one chance zero error: not a zero scale
+    assert cal.scale2 == pytest.approx(2.0 / 3.0)
+    for _ in range(998):
+        cal.update([3.0 * 2.0], [4.0])  # errors three times the spread
+    # (sum E + w * prior * Vbar) / (sum V + w * Vbar), Vbar = 4
+    assert cal.scale2 == pytest.approx((998 * 36.0 + 2.0 * 4.0) / (999 * 4.0 + 2.0 * 4.0), rel=1e-12)
+    assert cal.scale2 == pytest.approx(9.0, rel=0.01)
+
+
 def test_bad_input():
     with pytest.raises(ProbeError):
         VarianceScaling(prior=0.0)
+    with pytest.raises(ProbeError):
+        VarianceScaling(prior_weight=-1.0)
     cal = VarianceScaling()
     with pytest.raises(ProbeError, match="shape"):
         cal.update([1.0, 2.0], [1.0])

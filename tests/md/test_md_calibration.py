@@ -27,16 +27,18 @@ def test_explorer_recovers_a_known_miscalibration_from_the_oracle_forces(c):
     # oracle forces whose errors are c times the committee's spread, component by component ...
     sign = np.where(np.arange(var.size).reshape(var.shape) % 2, 1.0, -1.0)
     explorer.labelled(0, cand.item, {"forces": mean + c * np.sqrt(var) * sign, "energy": np.array(0.0)})
-    assert explorer.calibration_forces.scale2 == pytest.approx(c ** 2, rel=1e-10)
+    w = explorer.CALIBRATION_PRIOR_WEIGHT  # one label, shrunk towards s^2 = 1 by w pseudo-labels
+    assert explorer.calibration_forces.scale2 == pytest.approx((c ** 2 + w) / (1 + w), rel=1e-10)
     # ... and, separately, whose rate error sum_i dF_i . v_i is c times the predicted sigma(dE/dt)
     explorer.calibration_forces.reset()
     explorer.calibration_rate.reset()
     explorer._predicted[0] = (mean, var, v, obs["rate_variance"])
     error = c * np.sqrt(obs["rate_variance"]) * v / (v ** 2).sum()
     explorer.labelled(0, cand.item, {"forces": mean + error, "energy": np.array(0.0)})
-    assert explorer.calibration_rate.scale2 == pytest.approx(c ** 2, rel=1e-10)
+    assert explorer.calibration_rate.scale2 == pytest.approx((c ** 2 + w) / (1 + w), rel=1e-10)
     (nxt,) = explorer.step()
-    assert nxt.observation["sigma_dE_cal_rate"] == pytest.approx(c * nxt.observation["sigma_dE"], rel=1e-12)
+    s = np.sqrt((c ** 2 + w) / (1 + w))
+    assert nxt.observation["sigma_dE_cal_rate"] == pytest.approx(s * nxt.observation["sigma_dE"], rel=1e-12)
 
 
 def test_trigger_reads_the_chosen_observation():
