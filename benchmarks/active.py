@@ -112,7 +112,9 @@ def bench_triggers(device: str, steps: int, system: str, oracle: str) -> tuple:
     for tol in (0.02, 0.05, 0.1, 0.2):
         triggers[f"energy-rate tol={tol}"] = energy_rate_trigger(tol)
         triggers[f"energy-rate-cal tol={tol}"] = energy_rate_trigger(tol, calibration="rate")
-        tolerances[f"energy-rate tol={tol}"] = tolerances[f"energy-rate-cal tol={tol}"] = tol
+        triggers[f"energy-rate-calF tol={tol}"] = energy_rate_trigger(tol, calibration="forces")
+        for prefix in ("energy-rate", "energy-rate-cal", "energy-rate-calF"):
+            tolerances[f"{prefix} tol={tol}"] = tol
     for lo in (0.05, 0.1, 0.2, 0.3):
         triggers[f"max-force-dev lo={lo}"] = max_force_deviation_trigger(lo, 3 * lo)
     cmp = compare_triggers(atoms, triggers, oracle=oracle, steps=steps, seed=0, heldout_every=5, drift_every=5,
@@ -125,6 +127,7 @@ def bench_triggers(device: str, steps: int, system: str, oracle: str) -> tuple:
         cmp.table.loc[name, "max_interval_dE"] = float(real.max())
         cmp.table.loc[name, "frac_over_tol"] = float((real > tolerances[name]).mean()) if name in tolerances else np.nan
         cmp.table.loc[name, "rate_scale2"] = float(run.result.history["calibration_rate"].iloc[-1])
+        cmp.table.loc[name, "force_scale2"] = float(run.result.history["calibration_forces"].iloc[-1])
     return cmp
 
 
@@ -159,7 +162,7 @@ def main() -> None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         t = cmp.table
         for k, (prefix, marker) in enumerate((("energy-rate ", "o"), ("energy-rate-cal ", "^"),
-                                              ("max-force-dev ", "s"))):
+                                              ("energy-rate-calF ", "v"), ("max-force-dev ", "s"))):
             sel = t[t.index.str.startswith(prefix)]
             sel = sel.sort_values("oracle_calls")
             axes[0].plot(sel["oracle_calls"], sel["max_abs_drift"], marker=marker, color=f"C{k}", label=prefix.strip())

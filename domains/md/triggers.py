@@ -26,7 +26,7 @@ def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = No
     The sum bounds the standard deviation of the accumulated energy error
     (``std(sum X) <= sum std(X)``), whatever the correlation of the force errors between steps,
     *if* the committee's spread is the true error's; the raw spread of a small committee is
-    not (on Cu13 the realised rate errors at the labels are 2-3x the predicted standard
+    not (on Cu13 the realised rate errors at the labels are 1.1-3x the predicted standard
     deviation), which ``calibration="rate"`` corrects on average. The tolerance holds per
     interval between two labels: the drift of a whole run is the sum of the intervals' errors,
     whose standard deviation is ``sqrt(sum_k A_k^2) ~ tolerance * sqrt(K)`` for ``K`` intervals
