@@ -113,7 +113,8 @@ def bench_triggers(device: str, steps: int, system: str, oracle: str) -> tuple:
         triggers[f"energy-rate tol={tol}"] = energy_rate_trigger(tol)
         triggers[f"energy-rate-cal tol={tol}"] = energy_rate_trigger(tol, calibration="rate")
         triggers[f"energy-rate-calF tol={tol}"] = energy_rate_trigger(tol, calibration="forces")
-        for prefix in ("energy-rate", "energy-rate-cal", "energy-rate-calF"):
+        triggers[f"energy-rate-full tol={tol}"] = energy_rate_trigger(tol, covariance="full")
+        for prefix in ("energy-rate", "energy-rate-cal", "energy-rate-calF", "energy-rate-full"):
             tolerances[f"{prefix} tol={tol}"] = tol
     for lo in (0.05, 0.1, 0.2, 0.3):
         triggers[f"max-force-dev lo={lo}"] = max_force_deviation_trigger(lo, 3 * lo)
@@ -162,7 +163,8 @@ def main() -> None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         t = cmp.table
         for k, (prefix, marker) in enumerate((("energy-rate ", "o"), ("energy-rate-cal ", "^"),
-                                              ("energy-rate-calF ", "v"), ("max-force-dev ", "s"))):
+                                              ("energy-rate-calF ", "v"), ("energy-rate-full ", "D"),
+                                              ("max-force-dev ", "s"))):
             sel = t[t.index.str.startswith(prefix)]
             sel = sel.sort_values("oracle_calls")
             axes[0].plot(sel["oracle_calls"], sel["max_abs_drift"], marker=marker, color=f"C{k}", label=prefix.strip())

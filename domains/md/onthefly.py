@@ -160,6 +160,8 @@ class MDExplorer:
         res = atoms.calc.results
         v = torch.as_tensor(atoms.get_velocities())
         rate = float(rate_variance(torch.as_tensor(res["member_forces"]).unsqueeze(1), v.unsqueeze(0))[0])
+        rate_full = float(rate_variance(torch.as_tensor(res["member_forces"]).unsqueeze(1), v.unsqueeze(0),
+                                        block_diagonal=False)[0])
         sigma_rate = float(np.sqrt(rate))
         ekin = float(atoms.get_kinetic_energy())
         s2_forces, s2_rate = self.calibration_forces.scale2, self.calibration_rate.scale2
@@ -171,6 +173,7 @@ class MDExplorer:
             "sigma_dEdt": sigma_rate * units.fs,  # eV/fs (ASE time unit = 1 / units.fs fs)
             "sigma_dE": sigma_dE,  # eV per step
             "rate_variance": rate,
+            "sigma_dE_full": float(np.sqrt(rate_full)) * self.timestep * units.fs,  # cross-atom covariances kept
             "calibration_forces": s2_forces,
             "calibration_rate": s2_rate,
             "sigma_dE_cal_forces": float(np.sqrt(s2_forces)) * sigma_dE,

@@ -20,7 +20,8 @@ from probe.errors import ProbeError
 __all__ = ["energy_rate_trigger", "max_force_deviation_trigger"]
 
 
-def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = None) -> Accumulated:
+def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = None,
+                        covariance: str = "block") -> Accumulated:
     """Label when ``sum_steps sigma(dE/dt) dt`` since the last label exceeds ``tolerance`` (eV).
 
     The sum bounds the standard deviation of the accumulated energy error
@@ -46,9 +47,19 @@ def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = No
         ``sigma_dE_cal_rate``), ``"forces"`` on the force components,
         ``s^2 = sum |dF_i|^2 / sum tr Cov(F_i)`` (``sigma_dE_cal_forces``); ``dF_i`` is the
         oracle's force minus the committee mean *before* the label was learned.
+    covariance : {"block", "full"}, default "block"
+        ``"block"``: ``sum_i v_i^T Cov(F_i) v_i`` (per-atom blocks; observation ``sigma_dE``);
+        ``"full"``: ``v^T Cov(F) v`` with the cross-atom covariances, the members' variance of
+        ``sum_i F_mi . v_i`` (observation ``sigma_dE_full``; only with ``calibration=None``).
     """
     if calibration not in (None, "rate", "forces"):
         raise ProbeError(f"calibration must be None, 'rate' or 'forces', got {calibration!r}")
+    if covariance not in ("block", "full"):
+        raise ProbeError(f"covariance must be 'block' or 'full', got {covariance!r}")
+    if covariance == "full":
+        if calibration is not None:
+            raise ProbeError("covariance='full' is only available with calibration=None")
+        return Accumulated("sigma_dE_full", tolerance)
     return Accumulated("sigma_dE" if calibration is None else f"sigma_dE_cal_{calibration}", tolerance)
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from ase import units
 
 from domains.md.onthefly import MDExplorer, energy_drift, interval_drift, load_system, run_onthefly
 from domains.md.potential import EnsemblePotential
@@ -94,3 +95,21 @@ def test_cli_calibration_option(tmp_path):
     assert main(["md", "--quick", "--out", str(out), "--steps", "6", "--calibration", "rate"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["calibration"] == "rate" and summary["steps"] == 6
+
+
+def test_full_covariance_rate_keeps_the_cross_atom_terms():
+    atoms = load_system("cu13")
+    pot = EnsemblePotential([29], n_members=3, hidden=8, cutoff=5.0, seed=0, device="cpu")
+    explorer = MDExplorer(atoms, pot, timestep=5.0, temperature=500.0)
+    explorer.start(0)
+    (cand,) = explorer.step()
+    a = explorer._walkers[0][0]
+    fm = np.asarray(a.calc.results["member_forces"])
+    proj = (fm * a.get_velocities()).sum((1, 2))  # sum_i F_mi . v_i for each member
+    dt = 5.0 * units.fs
+    assert cand.observation["sigma_dE_full"] == pytest.approx(np.sqrt(proj.var()) * dt, rel=1e-9)
+    assert energy_rate_trigger(0.1, covariance="full").key == "sigma_dE_full"
+    with pytest.raises(ProbeError, match="covariance"):
+        energy_rate_trigger(0.1, covariance="diag")
+    with pytest.raises(ProbeError, match="calibration=None"):
+        energy_rate_trigger(0.1, covariance="full", calibration="rate")
