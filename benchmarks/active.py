@@ -4,9 +4,11 @@
    loop over members, each a complete potential (target >= 3x).
 2. Steps per second: on-the-fly MD (committee, oracle only when triggered, retraining included)
    against ASE MD with the oracle (GFN2-xTB through tblite) at every step.
-3. Triggers: DP-GEN's max force deviation against the accumulated energy-error rate, swept over
-   their thresholds on the same system, seed and step budget: oracle calls against the energy
-   error (drift of the oracle total energy along the NVE trajectory) and the held-out force error.
+3. Triggers: DP-GEN's max force deviation against the accumulated energy-error rate (raw committee
+   spread, and recalibrated on the realised rate errors at the labels), swept over their thresholds
+   on the same system, seed and step budget: oracle calls against the energy error (drift of the
+   oracle total energy along the NVE trajectory), the held-out force error, and per interval between
+   two labels the realised energy error against the tolerance.
 
 Run: ``python benchmarks/active.py [--device cuda] [--quick]``.
 """
@@ -24,7 +26,13 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the checkout this script lives in
 
-from domains.md.onthefly import compare_triggers, load_system, reference_trajectory, run_onthefly  # noqa: E402
+from domains.md.onthefly import (  # noqa: E402
+    compare_triggers,
+    interval_drift,
+    load_system,
+    reference_trajectory,
+    run_onthefly,
+)
 from domains.md.potential import EnsemblePotential  # noqa: E402
 from domains.md.triggers import energy_rate_trigger, max_force_deviation_trigger  # noqa: E402
 
@@ -100,13 +108,27 @@ def bench_triggers(device: str, steps: int, system: str, oracle: str) -> tuple:
     options = {"timestep": 5.0 if cluster else 0.5, "temperature": 500.0 if cluster else 300.0,
                "cutoff": 5.0 if cluster else 6.0, "hidden": 16, "first_steps": 200, "fit_steps": 40,
                "device": device, "progress": False}
-    triggers = {}
+    triggers, tolerances = {}, {}
     for tol in (0.02, 0.05, 0.1, 0.2):
         triggers[f"energy-rate tol={tol}"] = energy_rate_trigger(tol)
+        triggers[f"energy-rate-cal tol={tol}"] = energy_rate_trigger(tol, calibration="rate")
+        triggers[f"energy-rate-calF tol={tol}"] = energy_rate_trigger(tol, calibration="forces")
+        triggers[f"energy-rate-full tol={tol}"] = energy_rate_trigger(tol, covariance="full")
+        for prefix in ("energy-rate", "energy-rate-cal", "energy-rate-calF", "energy-rate-full"):
+            tolerances[f"{prefix} tol={tol}"] = tol
     for lo in (0.05, 0.1, 0.2, 0.3):
         triggers[f"max-force-dev lo={lo}"] = max_force_deviation_trigger(lo, 3 * lo)
     cmp = compare_triggers(atoms, triggers, oracle=oracle, steps=steps, seed=0, heldout_every=5, drift_every=5,
                            **options)
+    # per interval between two labels: the realised change of the oracle total energy
+    for name, run in cmp.runs.items():
+        iv = interval_drift(run, oracle=oracle)
+        real = iv["realised"].abs()
+        cmp.table.loc[name, "median_interval_dE"] = float(real.median())
+        cmp.table.loc[name, "max_interval_dE"] = float(real.max())
+        cmp.table.loc[name, "frac_over_tol"] = float((real > tolerances[name]).mean()) if name in tolerances else np.nan
+        cmp.table.loc[name, "rate_scale2"] = float(run.result.history["calibration_rate"].iloc[-1])
+        cmp.table.loc[name, "force_scale2"] = float(run.result.history["calibration_forces"].iloc[-1])
     return cmp
 
 
@@ -140,10 +162,13 @@ def main() -> None:
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         t = cmp.table
-        for k, (prefix, marker) in enumerate((("energy-rate", "o"), ("max-force-dev", "s"))):
+        for k, (prefix, marker) in enumerate((("energy-rate ", "o"), ("energy-rate-cal ", "^"),
+                                              ("energy-rate-calF ", "v"), ("energy-rate-full ", "D"),
+                                              ("max-force-dev ", "s"))):
             sel = t[t.index.str.startswith(prefix)]
-            axes[0].plot(sel["oracle_calls"], sel["max_abs_drift"], marker=marker, color=f"C{k}", label=prefix)
-            axes[1].plot(sel["oracle_calls"], sel["force_rmse"], marker=marker, color=f"C{k}", label=prefix)
+            sel = sel.sort_values("oracle_calls")
+            axes[0].plot(sel["oracle_calls"], sel["max_abs_drift"], marker=marker, color=f"C{k}", label=prefix.strip())
+            axes[1].plot(sel["oracle_calls"], sel["force_rmse"], marker=marker, color=f"C{k}", label=prefix.strip())
             for name, row in sel.iterrows():
                 axes[0].annotate(name.split(" ")[1], (row["oracle_calls"], row["max_abs_drift"]), fontsize=7)
         axes[0].set_xlabel("oracle calls")

@@ -34,6 +34,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--integrator", choices=["verlet", "langevin"], default="verlet")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="energy-rate trigger: accumulated sigma(dE/dt) dt in eV (default 0.05)")
+    p.add_argument("--calibration", choices=["none", "rate", "forces"], default="none",
+                   help="energy-rate trigger: rescale the committee spread by the errors observed at the labels "
+                        "(on the energy rate or the force components; default none: the raw spread)")
     p.add_argument("--trust-lo", type=float, default=None, help="max-force-deviation trust_lo, eV/A")
     p.add_argument("--trust-hi", type=float, default=None, help="max-force-deviation trust_hi, eV/A")
     p.add_argument("--device", default=None, help="torch device of the committee (default: CUDA if available)")
@@ -95,7 +98,8 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
         "n_initial": 3 if args.quick else 4,
         "device": args.device,
     }
-    triggers = {"energy-rate": energy_rate_trigger(args.tolerance),
+    calibration = None if args.calibration == "none" else args.calibration
+    triggers = {"energy-rate": energy_rate_trigger(args.tolerance, calibration=calibration),
                 "max-force-dev": max_force_deviation_trigger(lo, hi)}
     # the label stores live in the output folder, so an interrupted run resumes where it stopped
     cmp = compare_triggers(load_system(system), triggers, oracle=oracle, steps=steps, seed=args.seed, workdir=out,
@@ -149,6 +153,7 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
         "trust_lo": lo,
         "trust_hi": hi,
         "tolerance_eV": args.tolerance,
+        "calibration": args.calibration,
         "reference_md_steps_per_second": float(cmp.reference_steps_per_second),
         "verdict": verdict,
         "figures": ["trigger_comparison.png", "energy_uncertainty.png"],

@@ -27,7 +27,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet
 
 from probe.active import ActiveLoop, Candidate, Label, LabelStore, LoopResult, Trigger
-from probe.active.uncertainty import rate_variance
+from probe.active.uncertainty import VarianceScaling, rate_variance
 from probe.errors import ProbeError
 
 from .calculator import EnsembleCalculator
@@ -35,7 +35,8 @@ from .oracles import CalculatorOracle
 from .potential import EnsemblePotential
 
 __all__ = ["SYSTEMS", "load_system", "MDExplorer", "PotentialLearner", "OnTheFlyRun", "run_onthefly",
-           "reference_trajectory", "force_errors", "energy_drift", "compare_triggers", "TriggerComparison"]
+           "reference_trajectory", "force_errors", "energy_drift", "interval_drift", "compare_triggers",
+           "TriggerComparison"]
 
 SYSTEMS = {
     "ethanol": lambda: molecule("CH3CH2OH"),
@@ -84,7 +85,24 @@ class MDExplorer:
         Configurations labelled before exploring: the start and ``n_initial - 1`` copies with
         Gaussian displacements of ``rattle`` Angstrom.
     rattle : float, default 0.05
+
+    Notes
+    -----
+    The committee spread is recalibrated on the run's own labels
+    (:class:`probe.active.uncertainty.VarianceScaling`): at every labelled step the oracle's
+    forces minus the committee-mean forces *before* retraining are the realised errors
+    ``dF_i``. Two scales are fitted over all labelled steps so far (``1`` before the first):
+    on the force components, ``s_F^2 = sum |dF_i|^2 / sum_i tr Cov(F_i)``, and on the
+    quantity the energy-rate trigger predicts, the rate error
+    ``s_rate^2 = sum_k (sum_i dF_i . v_i)^2 / sum_k sum_i v_i^T Cov(F_i) v_i``, both shrunk
+    towards 1 by ``CALIBRATION_PRIOR_WEIGHT`` = 2 pseudo-labels (one chance small error must not
+    silence the trigger). Each observation carries ``calibration_forces`` and ``calibration_rate`` (the two ``s^2``)
+    and ``sigma_dE_cal_forces`` / ``sigma_dE_cal_rate`` (``s * sigma_dE``). The
+    scale is a deterministic function of the stored labels, so a resumed run replays it.
     """
+
+    #: pseudo-labels of the prior s^2 = 1 in both calibrations (see VarianceScaling)
+    CALIBRATION_PRIOR_WEIGHT = 2.0
 
     def __init__(self, atoms: Atoms, potential: EnsemblePotential, *, integrator: str = "verlet",
                  timestep: float = 0.5, temperature: float = 300.0, friction: float = 0.01, walkers: int = 1,
@@ -104,11 +122,17 @@ class MDExplorer:
         self.n_initial = int(n_initial)
         self.rattle = float(rattle)
         self.frames: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+        self.calibration_forces = VarianceScaling(prior_weight=self.CALIBRATION_PRIOR_WEIGHT)
+        self.calibration_rate = VarianceScaling(prior_weight=self.CALIBRATION_PRIOR_WEIGHT)
+        self._predicted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
 
     def start(self, seed: int) -> list[Atoms]:
         self._walkers = []
         self._step = 0
         self.frames = []
+        self.calibration_forces.reset()
+        self.calibration_rate.reset()
+        self._predicted = {}
         for w in range(self.n_walkers):
             a = self.atoms.copy()
             MaxwellBoltzmannDistribution(a, temperature_K=self.temperature, rng=np.random.default_rng([seed, w]))
@@ -136,14 +160,24 @@ class MDExplorer:
         res = atoms.calc.results
         v = torch.as_tensor(atoms.get_velocities())
         rate = float(rate_variance(torch.as_tensor(res["member_forces"]).unsqueeze(1), v.unsqueeze(0))[0])
+        rate_full = float(rate_variance(torch.as_tensor(res["member_forces"]).unsqueeze(1), v.unsqueeze(0),
+                                        block_diagonal=False)[0])
         sigma_rate = float(np.sqrt(rate))
         ekin = float(atoms.get_kinetic_energy())
+        s2_forces, s2_rate = self.calibration_forces.scale2, self.calibration_rate.scale2
+        sigma_dE = sigma_rate * self.timestep * units.fs
         return {
             "energy": res["energy"],
             "energy_std": res["energy_std"],
             "max_force_deviation": res["max_force_deviation"],
             "sigma_dEdt": sigma_rate * units.fs,  # eV/fs (ASE time unit = 1 / units.fs fs)
-            "sigma_dE": sigma_rate * self.timestep * units.fs,  # eV per step
+            "sigma_dE": sigma_dE,  # eV per step
+            "rate_variance": rate,
+            "sigma_dE_full": float(np.sqrt(rate_full)) * self.timestep * units.fs,  # cross-atom covariances kept
+            "calibration_forces": s2_forces,
+            "calibration_rate": s2_rate,
+            "sigma_dE_cal_forces": float(np.sqrt(s2_forces)) * sigma_dE,
+            "sigma_dE_cal_rate": float(np.sqrt(s2_rate)) * sigma_dE,
             "kinetic": ekin,
             "total": res["energy"] + ekin,
             "temperature": float(atoms.get_temperature()),
@@ -158,7 +192,11 @@ class MDExplorer:
             if not np.isfinite(a.positions).all() or np.abs(a.positions).max() > 1e4:
                 raise ProbeError(f"walker {w} blew up at step {self._step} (positions not finite or far away); "
                                  "lower the trigger tolerance or the time step")
-            out.append(Candidate(item=_snapshot(a), observation=self.observe(a)))
+            obs = self.observe(a)
+            out.append(Candidate(item=_snapshot(a), observation=obs))
+            member_forces = np.asarray(a.calc.results["member_forces"])  # (M, N, 3), this committee
+            self._predicted[w] = (member_forces.mean(0), member_forces.var(0), a.get_velocities().copy(),
+                                  obs["rate_variance"])
             self.frames.append((w, self._step, a.get_positions().copy(), a.get_velocities().copy()))
         return out
 
@@ -166,6 +204,12 @@ class MDExplorer:
         return {"numbers": np.asarray(item.numbers, dtype=np.int64), "positions": item.get_positions()}
 
     def labelled(self, walker: int, item: Any, targets: Mapping[str, np.ndarray]) -> None:
+        # the realised error of the committee that asked for this label (before it was retrained)
+        if walker in self._predicted:
+            mean, var, velocity, rate = self._predicted[walker]
+            error = np.asarray(targets["forces"]) - mean
+            self.calibration_forces.update(error, var)
+            self.calibration_rate.update([float((error * velocity).sum())], [rate])
         # the committee was retrained: every walker's cached forces are stale
         for a, _ in self._walkers:
             a.calc.reset()
@@ -368,6 +412,41 @@ def energy_drift(run: OnTheFlyRun, *, oracle: str = "emt", every: int = 1, walke
     df["e_total"] = df["e_pot_oracle"] + df["e_kin"]
     df["drift"] = df["e_total"] - df["e_total"].iloc[0]
     return df
+
+
+def interval_drift(run: OnTheFlyRun, *, oracle: str = "emt", walker: int = 0) -> pd.DataFrame:
+    """Realised energy error of each interval between two labels against the trigger's prediction.
+
+    An interval runs from one label (or the start) to the next label (or the end) of
+    ``walker``; its realised error is the change of the oracle total energy along it,
+    ``dE = E_tot(end) - E_tot(start)`` (see :func:`energy_drift`), and its predicted standard
+    deviations are the accumulated ``sum sigma(dE/dt) dt`` with the raw and with each
+    recalibrated spread (the values the energy-rate trigger compares with its tolerance). A
+    trigger is honest when ``|dE|`` exceeds its prediction about as often as a Gaussian would
+    (``P(|dE| > sigma) = 0.32``) or less.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``start``, ``end`` (steps), ``realised`` (eV), ``predicted``,
+        ``predicted_cal_rate``, ``predicted_cal_forces`` (eV).
+    """
+    drift = energy_drift(run, oracle=oracle, every=1, walker=walker).set_index("step")["drift"]
+    h = run.result.history
+    h = h[h["walker"] == walker]
+    ev = run.result.events
+    labelled = sorted(ev[ev["walker"] == walker]["step"].tolist()) if len(ev) else []
+    last = int(h["step"].max()) + 1  # frames: step 0 is the start, step k + 1 follows history step k
+    bounds = [0] + [s + 1 for s in labelled if s + 1 < last] + [last]
+    rows = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        seg = h[(h["step"] + 1 > a) & (h["step"] + 1 <= b)]
+        rows.append({"start": a, "end": b, "realised": float(drift.loc[b] - drift.loc[a]),
+                     "predicted": float(seg["sigma_dE"].sum()),
+                     "predicted_cal_rate": float(seg["sigma_dE_cal_rate"].sum()),
+                     "predicted_cal_forces": float(seg["sigma_dE_cal_forces"].sum())})
+    return pd.DataFrame(rows, columns=["start", "end", "realised", "predicted", "predicted_cal_rate",
+                                       "predicted_cal_forces"])
 
 
 @dataclass(frozen=True)
