@@ -18,8 +18,6 @@ from domains.dna.datasets import FACTORS, promoters
 from probe import Misclassify
 from probe.cli import main
 
-FRACTIONS = {}
-
 
 @pytest.fixture(scope="session")
 def trained():
@@ -35,7 +33,6 @@ def trained():
 
 def test_model_learns_the_task(trained):
     _, _, keep, accuracy = trained
-    FRACTIONS["accuracy"] = accuracy
     assert accuracy > 0.7 and len(keep) > 80
 
 
@@ -48,7 +45,6 @@ def test_top_attributions_fall_in_planted_sites(trained, method):
     top = per_position.topk(5, dim=1).indices.numpy()
     mask = test.site_mask()[keep]
     frac = float(np.mean([mask[k][top[k]].mean() for k in range(len(keep))]))
-    FRACTIONS[f"top5_{method}"] = frac
     print(f"{method}: {frac:.3f} of the top-5 positions lie in planted sites ({mask.mean():.3f} of all positions)")
     assert frac > 0.75
 
@@ -60,11 +56,10 @@ def test_minimal_edits_fall_in_planted_sites(trained):
     mask = test.site_mask()[keep]
     inside = [mask[k][p] for k in range(len(keep)) for p, _, _ in res.edits[k]]
     frac = float(np.mean(inside))
-    FRACTIONS["edits_in_sites"] = frac
-    FRACTIONS["edit_success"] = float(res.success.float().mean())
-    FRACTIONS["median_edits"] = float(res.n_edits[res.success].median())
+    success = float(res.success.float().mean())
+    median = float(res.n_edits[res.success].median())
     print(f"minimal edits: {frac:.3f} of {len(inside)} substitutions in planted sites, "
-          f"success {FRACTIONS['edit_success']:.3f}, median {FRACTIONS['median_edits']} edits")
+          f"success {success:.3f}, median {median} edits")
     assert res.success.float().mean() > 0.95
     assert frac > 0.8
     # the one-edit answers agree with the ISM table
@@ -88,7 +83,6 @@ def test_matched_motifs_are_the_planted_factors(trained):
     planted = test.sites.groupby("sequence").factor.apply(set)
     hits = [m in planted[keep[s]] for s, m in zip(matched.sequence, matched.motif)]
     frac = float(np.mean(hits))
-    FRACTIONS["motifs_planted"] = frac
     print(f"best seqlet matches a planted factor in {frac:.3f} of {len(hits)} sequences")
     assert set(matched.motif) <= set(FACTORS)
     assert {"position", "strand", "score", "relative_score"} <= set(matched.columns)
@@ -129,7 +123,3 @@ def test_cli_and_plots(trained, tmp_path):
                  str(tmp_path / "factory")]) == 0
     assert main(["dna", "--quick", "--model", "no.such.module:f", "--fasta", str(fasta), "--out",
                  str(tmp_path / "bad2")]) == 2
-
-
-def test_report_fractions():
-    print("planted-site fractions:", {k: round(v, 3) for k, v in FRACTIONS.items()})
