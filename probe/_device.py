@@ -57,6 +57,20 @@ def model_hygiene(model: object, device: torch.device | None = None) -> Iterator
             model.to(original_device)
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, restoring the previous count on exit.
+
+    For tiny models (tens of features or atoms) thread hand-offs cost more than the arithmetic.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def as_input(x: object, *, name: str = "x", device: torch.device | None = None) -> torch.Tensor:
     """Convert ``x`` to a floating tensor (a copy, never the caller's storage) and check it.
 

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from ._device import single_thread
 from .cli import Command
 
 __all__ = ["CORE_COMMAND", "two_spirals", "train_classifier"]
@@ -51,13 +52,8 @@ def _decision_map(ax: object, model: torch.nn.Module, x: torch.Tensor) -> None:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    # the problem is tiny: one thread beats several (thread hand-offs cost more than the arithmetic)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():  # the problem is tiny
         return _demo(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _demo(args: argparse.Namespace) -> dict:

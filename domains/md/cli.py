@@ -55,16 +55,11 @@ def _oracle(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    import torch
+    from probe._device import single_thread
 
-    # the committee's tensors are tiny (tens of atoms): one thread avoids OpenMP overhead, which on a
-    # laptop or a shared machine costs more than it gains
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    # the committee's tensors are tiny (tens of atoms): one thread avoids OpenMP overhead
+    with single_thread():
         return _run_single_threaded(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_single_threaded(args: argparse.Namespace) -> dict:

@@ -2,7 +2,9 @@
 
 import pytest
 import torch
-from train_helpers import make_loader, make_mlp, one_thread
+from train_helpers import make_loader, make_mlp
+
+from probe._device import single_thread
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +27,7 @@ def standard_mlp(digits):
 
     x, y, _, _ = digits
     model = make_mlp()
-    with one_thread():
+    with single_thread():
         standard(model, make_loader(x, y), epochs=15, seed=0)
     model.eval()
     return model

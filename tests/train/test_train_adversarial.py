@@ -1,9 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from train_helpers import make_loader, make_mlp, one_thread
+from train_helpers import make_loader, make_mlp
 
 import probe
+from probe._device import single_thread
 from probe.attacks.pgd import PGD
 from probe.spaces import Box
 from probe.train import EpochLog, TrainResult, adversarial, standard, trades
@@ -30,7 +31,7 @@ def trained(digits):
                          ("adversarial", adversarial, {"eps": eps, "norm": "linf", "space": Box(0, 1)}),
                          ("trades", trades, {"eps": eps, "norm": "linf", "beta": 6.0, "space": Box(0, 1)})]:
         model = make_mlp()
-        with one_thread():
+        with single_thread():
             fn(model, make_loader(x, y), epochs=15, seed=0, **kw)
         models[name] = model.eval()
     return models

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 import torch
-from train_helpers import one_thread
 
 import probe
+from probe._device import single_thread
 from probe.diagnose import CHECKS, MaskingReport, gradient_masking, random_search
 from probe.testing import AffineClassifier, affine_margin
 
@@ -48,7 +48,7 @@ SETTINGS = dict(eps=0.1, norm="linf", space=probe.Box(0, 1), queries=300, surrog
 def reports(standard_mlp, digits):
     _, _, xt, yt = digits
     x, y = xt[:120], yt[:120]
-    with one_thread():
+    with single_thread():
         return {name: gradient_masking(model, x, y, **SETTINGS) for name, model in [
             ("normal", standard_mlp),
             ("quantized", torch.nn.Sequential(Quantize(), standard_mlp)),

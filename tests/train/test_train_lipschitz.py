@@ -4,9 +4,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from train_helpers import make_loader, make_mlp, one_thread
+from train_helpers import make_loader, make_mlp
 
 import probe
+from probe._device import single_thread
 from probe.attacks.pgd import PGD
 from probe.certify import empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
 from probe.certify.lipschitz import operator_norm
@@ -23,7 +24,7 @@ def exact_product(model):
 def budget_models(digits):
     x, y, _, _ = digits
     out = {}
-    with one_thread():
+    with single_thread():
         for budget in (1.0, 4.0):
             model = make_mlp()
             res = lipschitz_budget(model, make_loader(x, y), budget=budget, margin_eps=0.2, epochs=6, seed=0)

@@ -1,20 +1,6 @@
 """Helpers shared by the training and diagnosis tests (a module of its own so that test files can import it)."""
 
-import contextlib
-
 import torch
-
-
-@contextlib.contextmanager
-def one_thread():
-    """The models here are tiny: intra-op threads only add synchronisation, which on a loaded
-    machine costs far more than it gains. Restores the thread count afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def make_mlp(seed: int = 0, hidden: int = 64) -> torch.nn.Sequential:
