@@ -6,7 +6,7 @@ import torch
 
 from ..norms import check_norm, dual
 
-__all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance"]
+__all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance", "probability_box"]
 
 
 class AffineClassifier(torch.nn.Module):
@@ -67,3 +67,18 @@ def affine_threshold_distance(model: AffineRegressor, x: torch.Tensor, value: fl
         w, b = model.linear.weight[output], model.linear.bias[output]
         y = x.flatten(1) @ w + b
         return (y - value).abs() / w.norm(p=q)
+
+
+def probability_box(model: torch.nn.Module) -> object:
+    """``model`` seen only through a NumPy ``predict_proba``-like function: softmax probabilities, no gradients.
+
+    The black-box twin of an analytic model: gradient-free searches on it must find the same
+    closed-form answers as white-box ones on ``model``.
+    """
+    from ..models import wrap
+
+    def predict_proba(a: object) -> object:
+        with torch.no_grad():
+            return torch.softmax(model(torch.as_tensor(a, dtype=torch.float32)), 1).double().numpy()
+
+    return wrap(predict_proba)

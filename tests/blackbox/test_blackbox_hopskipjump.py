@@ -12,15 +12,7 @@ import probe
 from probe.attacks.hopskipjump import HopSkipJump
 from probe.attacks.pgd import PGD
 from probe.models import wrap
-from probe.testing import AffineClassifier, affine_margin
-
-
-def proba_box(model):
-    """An affine classifier seen only through softmax probabilities of a NumPy function."""
-    def predict_proba(a):
-        with torch.no_grad():
-            return torch.softmax(model(torch.as_tensor(a, dtype=torch.float32)), 1).double().numpy()
-    return wrap(predict_proba)
+from probe.testing import AffineClassifier, affine_margin, probability_box
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
@@ -29,7 +21,7 @@ def test_minimal_distance_within_5_percent_of_closed_form(norm, device):
     x = torch.randn(24, 20, generator=torch.Generator().manual_seed(1))
     margin = affine_margin(model, x, norm).to(device)
     budget = 2500 if norm == "l2" else 4000   # the sign step of L-inf converges more slowly
-    res = HopSkipJump(norm=norm, max_queries=budget)(proba_box(model), x.to(device))
+    res = HopSkipJump(norm=norm, max_queries=budget)(probability_box(model), x.to(device))
     assert res.success.all() and res.x_adv.device.type == device.type
     # sound (no point closer than the exact margin flips an affine model) and within 5%
     assert (res.distance >= margin * (1 - 1e-4)).all()
@@ -42,7 +34,7 @@ def test_multiclass_median_close_to_closed_form():
     model = AffineClassifier.random(n_features=10, n_classes=3, seed=1)
     x = torch.randn(30, 10, generator=torch.Generator().manual_seed(0))
     margin = affine_margin(model, x, "l2")
-    res = HopSkipJump(max_queries=2000)(proba_box(model), x)
+    res = HopSkipJump(max_queries=2000)(probability_box(model), x)
     ratio = res.distance / margin
     assert res.success.all() and (ratio >= 1 - 1e-4).all()
     assert ratio.median() <= 1.03 and (ratio <= 1.05).float().mean() >= 0.8
@@ -82,7 +74,7 @@ def test_logistic_regression_black_box_equals_white_box(cancer, norm):
 def test_query_budget_is_never_exceeded_and_counted_exactly(budget):
     model = AffineClassifier.random(n_features=12, n_classes=3, seed=2)
     x = torch.randn(10, 12, generator=torch.Generator().manual_seed(3))
-    box = proba_box(model)
+    box = probability_box(model)
     res = HopSkipJump(max_queries=budget, init_evals=20)(box, x)
     assert (res.queries <= budget).all() and (res.queries >= 1).all()
     # every evaluation is reported: the wrapped model saw exactly these, plus the template's clean and final pass
@@ -94,8 +86,8 @@ def test_results_do_not_depend_on_batch_size_and_inputs_stay_put():
     model = AffineClassifier.random(n_features=8, n_classes=3, seed=5)
     x = torch.randn(9, 8, generator=torch.Generator().manual_seed(4))
     x_copy = x.clone()
-    a = HopSkipJump(max_queries=400)(proba_box(model), x, batch_size=4)
-    b = HopSkipJump(max_queries=400)(proba_box(model), x, batch_size=None)
+    a = HopSkipJump(max_queries=400)(probability_box(model), x, batch_size=4)
+    b = HopSkipJump(max_queries=400)(probability_box(model), x, batch_size=None)
     assert torch.equal(x, x_copy)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.queries, b.queries)
 
@@ -105,7 +97,7 @@ def test_box_is_respected_and_start_is_uniform_in_the_box():
     x = torch.rand(12, 6, generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([True, False, False, False, False, False])
     space = probe.Box(0.0, 1.0, mask=mask)
-    res = HopSkipJump(max_queries=500)(proba_box(model), x, space=space, already_satisfied="keep")
+    res = HopSkipJump(max_queries=500)(probability_box(model), x, space=space, already_satisfied="keep")
     assert (res.x_adv >= 0).all() and (res.x_adv <= 1).all() and (res.delta[:, 0] == 0).all()
 
 
@@ -137,7 +129,7 @@ def test_random_forest_counterfactuals_flip_the_forest(cancer):
 
 
 def test_bad_settings_raise_probe_error():
-    model = proba_box(AffineClassifier.random(n_features=4, n_classes=2))
+    model = probability_box(AffineClassifier.random(n_features=4, n_classes=2))
     with pytest.raises(probe.ProbeError, match="L2 and L-inf"):
         HopSkipJump(norm="l1")(model, torch.randn(2, 4))
     with pytest.raises(probe.ProbeError, match="max_queries"):

@@ -6,15 +6,7 @@ import torch
 import probe
 from probe.attacks.pgd import PGD
 from probe.attacks.square import Square, counter_uniform, p_schedule
-from probe.models import wrap
-from probe.testing import AffineClassifier, affine_margin
-
-
-def proba_box(model):
-    def predict_proba(a):
-        with torch.no_grad():
-            return torch.softmax(model(torch.as_tensor(a, dtype=torch.float32)), 1).double().numpy()
-    return wrap(predict_proba)
+from probe.testing import AffineClassifier, affine_margin, probability_box
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -23,7 +15,7 @@ def test_success_at_a_budget_matches_white_box_pgd(norm, device):
     x = torch.randn(100, 20, generator=torch.Generator().manual_seed(0))
     margin = affine_margin(model, x, norm)
     eps = float(margin.quantile(0.6))
-    black = Square(eps=eps, norm=norm, max_queries=600)(proba_box(model), x.to(device))
+    black = Square(eps=eps, norm=norm, max_queries=600)(probability_box(model), x.to(device))
     white = PGD(eps=eps, norm=norm, steps=50, restarts=3)(model.to(device), x.to(device))
     exact = float((margin < eps).float().mean())
     assert abs(black.success_rate - white.success_rate) <= 0.04
@@ -52,7 +44,7 @@ def test_query_budget_counts_every_evaluation():
     model = AffineClassifier.random(n_features=10, n_classes=3, seed=4)
     x = torch.randn(12, 10, generator=torch.Generator().manual_seed(5))
     for budget in (1, 2, 37):
-        box = proba_box(model)
+        box = probability_box(model)
         res = Square(eps=0.05, norm="linf", max_queries=budget)(box, x)
         assert (res.queries <= budget).all() and (res.queries >= 1).all()
         assert box.queries == int(res.queries.sum()) + 2 * len(x)
