@@ -125,33 +125,13 @@ def minimal_edits(model: object, X: object, criterion: Criterion | None = None, 
     m = None if mask is None else torch.as_tensor(np.asarray(mask), dtype=torch.bool)
     if m is not None and m.shape[-1] != Xt.shape[-1]:
         raise ProbeError(f"mask has {m.shape[-1]} positions, the sequences {Xt.shape[-1]}")
-    if m is not None and m.dim() == 2:
-        if m.shape[0] != len(Xt):
-            raise ProbeError(f"mask has {m.shape[0]} rows for {len(Xt)} sequences")
-        # one search per distinct mask row: the attack's batches cannot carry per-input masks
-        parts = []
-        for i in range(len(Xt)):
-            crit_i = _select(criterion, i)
-            parts.append(attack(model, Xt[i:i + 1], crit_i, space=OneHot(mask=m[i]), batch_size=batch_size,
-                                device=dev, already_satisfied=already_satisfied, progress=progress))
-        result = AttackResult(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                                ("x_adv", "delta", "success", "distance", "queries")), norm="l0", method=attack.name)
-    else:
-        result = attack(model, Xt, criterion, space=OneHot(mask=m), batch_size=batch_size, device=dev,
-                        already_satisfied=already_satisfied, progress=progress)
+    if m is not None and m.dim() == 2 and m.shape[0] != len(Xt):
+        raise ProbeError(f"mask has {m.shape[0]} rows for {len(Xt)} sequences")
+    # a per-sequence mask (N, L) travels with its sequences through the attack's batches
+    result = attack(model, Xt, criterion, space=OneHot(mask=m), batch_size=batch_size, device=dev,
+                    already_satisfied=already_satisfied, progress=progress)
     edits = _edit_lists(Xt, result.x_adv, result.success)
     return MinimalEdits(edits=edits, success=result.success, x_adv=result.x_adv, x=Xt, result=result, names=names)
-
-
-def _select(criterion: Criterion, i: int) -> Criterion:
-    """The criterion for sequence ``i`` alone (per-sequence labels are sliced)."""
-    import copy
-
-    c = copy.copy(criterion)
-    labels = getattr(c, "labels", None)
-    if labels is not None and np.ndim(labels) > 0:
-        c.labels = torch.as_tensor(labels)[i:i + 1]
-    return c
 
 
 def _edit_lists(x: torch.Tensor, x_adv: torch.Tensor, success: torch.Tensor) -> list:

@@ -88,9 +88,6 @@ class EditSearch(Attack):
         allowed = torch.ones(positions, dtype=torch.bool, device=x.device)
         if space.mask is not None:
             mask = space.mask.to(x.device)
-            if mask.dim() == allowed.dim() and mask.shape[0] != len(x):
-                raise ProbeError(f"a per-input OneHot mask of shape {tuple(mask.shape)} needs all {mask.shape[0]} "
-                                 f"inputs in one batch (got {len(x)}); pass batch_size=None or one mask per call")
             try:
                 allowed = allowed & ~mask.expand(positions)
             except RuntimeError:
