@@ -1,5 +1,7 @@
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,3 +16,15 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def device(request):
     """Runs a test on the CPU and, when present, on CUDA."""
     return torch.device(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state, whatever ran before it on its worker.
+
+    pytest-xdist hands tests to workers in a different order on every run; without this, a test
+    drawing from the global generators would see different numbers each time.
+    """
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - code under test may draw from the legacy global generator
+    torch.manual_seed(0)
