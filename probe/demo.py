@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from ._device import single_thread
 from .cli import Command
+from .devices import single_thread
 
 __all__ = ["CORE_COMMAND", "two_spirals", "train_classifier"]
 

@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ._device import as_input, model_hygiene, resolve_device
 from .attacks.pgd import PGD
 from .criteria import Misclassify, as_logits
+from .devices import as_input, model_hygiene, resolve_device
 from .errors import ProbeError
 from .models import forward
 from .norms import check_norm, lp_norm, project_ball, sample_ball
@@ -357,7 +357,7 @@ def gradient_masking(model: object, x: object, y: object, *, eps: float, norm: s
         raise ProbeError(f"tolerance must lie in [0, 1), got {tolerance}")
     if int(steps) < 2:
         raise ProbeError(f"steps must be at least 2 (the check compares one step with many), got {steps}")
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
     space.validate(x)
     y = torch.as_tensor(y).reshape(-1).long().to(dev)

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._device import as_input, batches, model_hygiene, resolve_device
 from .attacks.base import Attack
 from .criteria import Criterion, Misclassify
+from .devices import as_input, batches, model_hygiene, resolve_device
 from .errors import ProbeError
 from .models import clean_outputs, forward, has_gradient
 from .norms import check_norm
@@ -89,7 +89,7 @@ def shrink_along_delta(model: object, x: torch.Tensor, result: AttackResult, cri
     AttackResult
         With ``queries`` increased by the model calls spent here.
     """
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     space = as_space(space)
     criterion = Misclassify() if criterion is None else criterion
     x = as_input(x, device=dev)
@@ -163,7 +163,7 @@ def minimal_perturbation(model: object, x: object, criterion: Criterion | None =
     batch_size : int or None, default 256
         Inputs searched at a time; results do not depend on it.
     device : str or torch.device, optional
-        Default: the model's device, else CUDA when available, else CPU.
+        Default: the model's device; for a model without parameters the input's; else the CPU.
     already_satisfied : {"raise", "keep"}, default "raise"
         Inputs that already satisfy the criterion raise ``ProbeError`` or count as distance 0.
     refine : bool, default True
@@ -304,7 +304,7 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     """
     norm = check_norm(norm)
     budgets = _sorted_budgets(eps)
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     xt = as_input(x, device=dev)
     with model_hygiene(model, dev) as m:
         clean = clean_outputs(m, xt, batch_size)

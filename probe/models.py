@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._device import batches
+from .devices import batches
 from .errors import ProbeError
 
 __all__ = ["forward", "clean_outputs", "has_gradient", "QueryCounter", "BlackBox", "wrap", "as_model",

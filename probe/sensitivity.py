@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ._device import as_input, batches, model_hygiene, resolve_device
 from .criteria import Criterion
+from .devices import as_input, batches, model_hygiene, resolve_device
 from .errors import ProbeError
 from .models import forward, has_gradient
 from .results import Attribution
@@ -285,7 +285,7 @@ def sensitivity(model: object, x: object, *, method: str, target: object = None,
         raise ProbeError(f"unknown sensitivity method {method!r}; available: {sorted(METHODS)}")
     if method not in _FORWARD_ONLY and method != "attack" and not has_gradient(model):
         raise ProbeError(f"method {method!r} needs gradients and the model has none; use method='occlusion'")
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     xt = as_input(x, device=dev)
     with model_hygiene(model, dev) as m:
         objective = _objective(m, xt, target, criterion, batch_size)

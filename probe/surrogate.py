@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from ._device import as_input, batches, model_hygiene, resolve_device
+from .devices import as_input, batches, model_hygiene, resolve_device
 from .errors import ProbeError
 from .models import as_model, forward
 from .results import Attribution
@@ -94,7 +94,7 @@ def lime(model: object, x: object, *, n_samples: int = 1000, kernel_width: float
         ``prediction`` (N,) (the model there), ``target`` (N,), ``queries`` (N,).
     """
     model = as_model(model)
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
     settings = _settings(x, n_samples=n_samples, kernel_width=kernel_width, mode=mode, baseline=baseline,
                          scale=scale, groups=groups, alpha=alpha, batch_size=batch_size, seed=seed)

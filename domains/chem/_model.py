@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from probe._device import batches, model_hygiene, resolve_device
+from probe.devices import batches, model_hygiene, resolve_device
 from probe.errors import ProbeError
 from probe.models import forward
 

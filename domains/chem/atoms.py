@@ -226,7 +226,7 @@ def atom_weights(model: object, features: Features, index: object = None, *, met
     batch_size : int or None, default 4096
         Rows per model call.
     device : str or torch.device, optional
-        Default: the model's device, else CUDA when available, else CPU.
+        Default: the model's device; for a model without parameters the input's; else the CPU.
 
     Returns
     -------
@@ -272,7 +272,7 @@ def atom_weights(model: object, features: Features, index: object = None, *, met
 
 def _gradient(model: object, X: torch.Tensor, output: int, batch_size: int | None, device: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    from probe._device import batches, model_hygiene
+    from probe.devices import batches, model_hygiene
     from probe.models import forward, has_gradient
 
     if not isinstance(model, torch.nn.Module) and (hasattr(model, "predict") or not has_gradient(model)):

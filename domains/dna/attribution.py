@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from probe import Attribution, ProbeError
-from probe._device import model_hygiene, resolve_device
+from probe.devices import model_hygiene, resolve_device
 from probe.models import forward
 
 from .ism import prepare_input, saturation_mutagenesis
@@ -71,7 +71,7 @@ def saliency(model: object, X: object, *, target: int | None = None, correct: bo
     Attribution
         ``values`` (N, 4, L): the (corrected) gradient at every base, hypothetical bases included.
     """
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     X, _ = prepare_input(X, dev)
     with model_hygiene(model, dev) as m:
         g = _grad(m, X, _targets(m, X, target, batch_size), batch_size)
@@ -84,7 +84,7 @@ def gradient_x_input(model: object, X: object, *, target: int | None = None, cor
                      batch_size: int = 256, device: str | torch.device | None = None) -> Attribution:
     r"""Gradient times input, :math:`x_{b,p}\,\tilde g_{b,p}`: the (corrected) gradient at the observed base
     (Shrikumar et al., "Not Just a Black Box", arXiv:1605.01713, 2016)."""
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     X, _ = prepare_input(X, dev)
     g = saliency(model, X, target=target, correct=correct, batch_size=batch_size, device=dev).values
     return Attribution(values=g * X, method="gradient_x_input")
@@ -104,7 +104,7 @@ def integrated_gradients(model: object, X: object, *, target: int | None = None,
     """
     if int(steps) < 1:
         raise ProbeError(f"integrated_gradients needs steps >= 1, got {steps}")
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     X, _ = prepare_input(X, dev)
     if isinstance(baseline, str):
         if baseline not in ("uniform", "zeros"):
@@ -135,7 +135,7 @@ def ism_attribution(model: object, X: object, *, target: int | None = None, hypo
 
     With ``target=None`` and several outputs, the column of the class predicted on each sequence.
     """
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     X, _ = prepare_input(X, dev)
     with model_hygiene(model, dev) as m:
         tgt = _targets(m, X, target, batch_size)
@@ -156,7 +156,7 @@ def attribute(model: object, X: object, *, method: str = "saliency", **options: 
     if method == "attack":
         from probe import OneHot, sensitivity
 
-        dev = resolve_device(options.pop("device", None), model)
+        dev = resolve_device(options.pop("device", None), model, X)
         X, _ = prepare_input(X, dev)
         options.setdefault("space", OneHot())
         return sensitivity(model, X, method="attack", device=dev, **options)

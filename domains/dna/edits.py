@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 
 from probe import AttackResult, Attribution, Criterion, OneHot, ProbeError
-from probe._device import resolve_device
 from probe.attacks.edit_search import EditSearch
+from probe.devices import resolve_device
 
 from .io import ALPHABET, Sequences, decode
 from .ism import prepare_input
@@ -117,7 +117,7 @@ def minimal_edits(model: object, X: object, criterion: Criterion | None = None, 
     """
     from probe import Misclassify
 
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     Xt, seqs = prepare_input(X, dev)
     names = seqs.names if seqs is not None else tuple(f"seq{i}" for i in range(len(Xt)))
     criterion = Misclassify() if criterion is None else criterion

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from probe import ProbeError
-from probe._device import model_hygiene, resolve_device
+from probe.devices import model_hygiene, resolve_device
 from probe.models import forward
 
 from ._fastism import ConvTrunk, Unsupported
@@ -107,7 +107,7 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
         Mutants per forward pass (256 keeps the fast path's windows in cache on a CPU; on a GPU
         larger batches pay); the result does not depend on it.
     device : str or torch.device, optional
-        Default: the model's device, else CUDA when available, else CPU.
+        Default: the model's device; for a model without parameters the input's; else the CPU.
     start, end : int, optional
         Mutate only positions ``start <= p < end`` (default all); the others are zero.
     centered, hypothetical : bool, default False
@@ -136,7 +136,7 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
     """
     from tqdm.auto import tqdm
 
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, X)
     out_device = X.device if torch.is_tensor(X) else dev
     X, seqs = prepare_input(X, dev, iupac=iupac, pad=pad)
     n, _, length = X.shape

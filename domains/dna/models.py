@@ -36,7 +36,7 @@ def fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 10,
     """
     if len(X) != len(y):
         raise ProbeError(f"X has {len(X)} sequences and y {len(y)} labels")
-    from probe._device import resolve_device
+    from probe.devices import resolve_device
 
     dev = resolve_device(device, model)
     model.to(dev).train()

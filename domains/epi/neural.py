@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probe._device import model_hygiene, resolve_device
+from probe.devices import model_hygiene, resolve_device
 from probe.errors import ProbeError
 
 from .io import check_incidence
@@ -155,7 +155,7 @@ def train_neural_estimator(*, length: int = 21, window: int = 7, hidden: int = 6
         Serial interval of the simulated epidemics: train with the one of the data it will read.
     seed : int, default 0
     device : str or torch.device, optional
-        Default CUDA when available, else CPU.
+        Default the CPU (pass "cuda" to train on a GPU).
     progress : bool, default False
         Progress bar over epochs (only on a terminal).
 

@@ -55,7 +55,7 @@ def _oracle(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace) -> dict:
-    from probe._device import single_thread
+    from probe.devices import single_thread
 
     # the committee's tensors are tiny (tens of atoms): one thread avoids OpenMP overhead
     with single_thread():

@@ -32,8 +32,8 @@ import torch
 from ase.data import chemical_symbols
 from torch import nn
 
-from probe._device import resolve_device
 from probe.active import Ensemble
+from probe.devices import resolve_device
 from probe.errors import ProbeError
 
 __all__ = ["SymmetryFunctions", "ElementMLP", "EnsemblePotential", "Prediction"]

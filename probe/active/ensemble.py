@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from .._device import resolve_device
+from ..devices import resolve_device
 from ..errors import ProbeError
 
 __all__ = ["Ensemble"]

@@ -14,8 +14,8 @@ from typing import final
 
 import torch
 
-from .._device import as_input, batches, model_hygiene, resolve_device
 from ..criteria import Criterion, Misclassify
+from ..devices import as_input, batches, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..models import QueryCounter, clean_outputs, forward, has_gradient
 from ..results import AttackResult
@@ -111,7 +111,7 @@ class Attack:
         batch_size : int or None, default 256
             Inputs attacked at a time; results do not depend on it.
         device : str or torch.device, optional
-            Default: the model's device, else CUDA when available, else CPU.
+            Default: the model's device; for a model without parameters the input's; else the CPU.
         already_satisfied : {"raise", "keep"}, default "raise"
             What to do with inputs that satisfy the criterion unperturbed: raise
             ``ProbeError``, or keep them as successes at distance 0.
@@ -126,7 +126,7 @@ class Attack:
 
         if already_satisfied not in ("raise", "keep"):
             raise ProbeError(f"already_satisfied must be 'raise' or 'keep', got {already_satisfied!r}")
-        dev = resolve_device(device, model)
+        dev = resolve_device(device, model, x)
         space = as_space(space)
         if self.needs_continuous and not space.continuous:
             raise ProbeError(f"{type(self).__name__} searches continuous spaces; use an edit search in {space!r}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._device import as_input, batches, model_hygiene, resolve_device
+from ..devices import as_input, batches, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..norms import check_norm
 from ..results import Certificate
@@ -200,14 +200,14 @@ def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm
     batch_size : int or None, default 256
         Inputs bounded at a time; results do not depend on it.
     device : str or torch.device, optional
-        Default: the model's device, else CUDA when available, else CPU.
+        Default: the model's device; for a model without parameters the input's; else the CPU.
 
     Returns
     -------
     Certificate
         ``lower``/``upper`` of shape (N, K) (or (N, S) with ``spec``), ``confidence=None``.
     """
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     bm = get_bound_method(method)
     x = as_input(x, device=dev)
     inputs = make_input_set(x, eps, norm=norm, lower=lower, upper=upper)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._device import as_input, model_hygiene, resolve_device
+from ..devices import as_input, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..models import forward
 from ..norms import check_norm, lp_norm
@@ -261,7 +261,7 @@ def empirical_lipschitz_lower_bound(model: object, x: object, *, norm: str = "l2
     float
     """
     norm = check_norm(norm)
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
     g = torch.Generator().manual_seed(seed)
     a = (x + 0.1 * radius * torch.randn(x.shape, generator=g, dtype=x.dtype).to(dev)).requires_grad_(True)
@@ -301,7 +301,7 @@ def lipschitz_margin_radius(model: object, x: object, lipschitz: float | Lipschi
     L = float(lipschitz)
     if not L > 0:
         raise ProbeError(f"the Lipschitz bound must be positive, got {L}")
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
     with model_hygiene(model, dev) as m, torch.no_grad():
         z = forward(m, x)

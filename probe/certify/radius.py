@@ -20,8 +20,8 @@ import copy
 
 import torch
 
-from .._device import as_input, model_hygiene, resolve_device
 from ..criteria import _labels
+from ..devices import as_input, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..models import forward
 from ..norms import check_norm
@@ -76,7 +76,7 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
         Certified radii (0 where nothing is certified).
     """
     norm = check_norm(norm)
-    dev = resolve_device(device, model)
+    dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
     regression = tolerance is not None
     if regression and not float(tolerance) > 0:

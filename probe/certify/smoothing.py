@@ -29,7 +29,7 @@ import torch
 from scipy.stats import beta, binom, binomtest
 from scipy.stats import norm as normal
 
-from .._device import as_input, model_hygiene, resolve_device
+from ..devices import as_input, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..models import forward
 from ..results import Certificate
@@ -159,7 +159,7 @@ class Smoothing:
             raise ProbeError(f"n0, n and batch_size must be positive, got {self.n0}, {self.n}, {self.batch_size}")
         if not 0 < float(self.alpha) < 1:
             raise ProbeError(f"alpha must lie in (0, 1), got {self.alpha}")
-        dev = resolve_device(self.device, self.model)
+        dev = resolve_device(self.device, self.model, x)
         x = as_input(x, device=dev)
         sigma = torch.as_tensor(self.sigma, dtype=x.dtype, device=dev)
         if sigma.dim() > 0 and tuple(sigma.shape) != tuple(x.shape[1:]):

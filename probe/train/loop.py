@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .._device import resolve_device
+from ..devices import resolve_device
 from ..errors import ProbeError
 from ..spaces import Space, as_space
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from train_helpers import make_loader, make_mlp
 
-from probe._device import single_thread
+from probe.devices import single_thread
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ import torch.nn.functional as F
 from train_helpers import make_loader, make_mlp
 
 import probe
-from probe._device import single_thread
 from probe.attacks.pgd import PGD
+from probe.devices import single_thread
 from probe.spaces import Box
 from probe.train import EpochLog, TrainResult, adversarial, standard, trades
 from probe.train.adversarial import maximize_loss

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import probe
-from probe._device import single_thread
+from probe.devices import single_thread
 from probe.diagnose import CHECKS, MaskingReport, gradient_masking, random_search
 from probe.testing import AffineClassifier, affine_margin
 

@@ -1,4 +1,11 @@
-"""Device resolution and model hygiene shared by every tensor path."""
+"""Device resolution and model hygiene shared by every tensor path (public: the domains use them).
+
+The device policy, in one place: an explicit ``device`` wins; else the device of the model's
+parameters (or buffers); else, for a callable without parameters (a scikit-learn wrapper, a NumPy
+function, a closure over tensors), the device of the input tensor; else the CPU. Nothing is sent
+to CUDA behind the user's back: a user moves work to a GPU by moving the model or the input, or by
+passing ``device="cuda"``.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +16,45 @@ import torch
 
 from .errors import ProbeError
 
+__all__ = ["resolve_device", "module_device", "model_hygiene", "single_thread", "as_input", "batches"]
 
-def resolve_device(device: str | torch.device | None = None, model: object | None = None) -> torch.device:
-    """Return the device to compute on.
 
-    ``device=None`` means the device of the model's first parameter when the model
-    has parameters, else CUDA when available, else CPU.
+def resolve_device(device: str | torch.device | None = None, model: object | None = None, x: object = None
+                   ) -> torch.device:
+    """The device to compute on.
+
+    Parameters
+    ----------
+    device : str or torch.device, optional
+        Wins when given.
+    model : object, optional
+        A ``torch.nn.Module`` with parameters or buffers gives their device.
+    x : object, optional
+        For a model without parameters, a tensor input gives its device.
+
+    Returns
+    -------
+    torch.device
+        ``device``, else the model's, else the input tensor's, else the CPU (never CUDA by default).
     """
     if device is not None:
         return torch.device(device)
+    model_device = module_device(model)
+    if model_device is not None:
+        return model_device
+    if torch.is_tensor(x):
+        return x.device
+    return torch.device("cpu")
+
+
+def module_device(model: object) -> torch.device | None:
+    """Device of a module's first parameter (else first buffer); None for anything else."""
     if isinstance(model, torch.nn.Module):
         for p in model.parameters():
             return p.device
         for b in model.buffers():
             return b.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return None
 
 
 @contextlib.contextmanager
