@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProbeError
+from ..operator_norms import abs_linear_apply, batchnorm_affine
 
-__all__ = ["Node", "Graph", "build_graph"]
+__all__ = ["Node", "Graph", "build_graph", "abs_apply", "affine_backward", "batchnorm_affine"]
 
 _AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
                    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
@@ -199,26 +200,7 @@ def build_graph(model: nn.Module) -> Graph:
 
 def abs_apply(node: Node, r: torch.Tensor) -> torch.Tensor:
     """``|M| r`` for the linear part M of an affine node (``r >= 0``): the radius of an interval."""
-    m = node.module
-    if isinstance(m, nn.Linear):
-        return F.linear(r, m.weight.abs())
-    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return m._conv_forward(r, m.weight.abs(), None)
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        scale, _ = batchnorm_affine(m)
-        return r * scale.abs().view((1, -1) + (1,) * (r.dim() - 2))
-    # pooling averages, reshapes, identity and eval-mode dropout have non-negative linear parts and no offset
-    return node(r)
-
-
-def batchnorm_affine(m: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode batch norm as ``scale * x + shift`` per channel."""
-    scale = 1.0 / torch.sqrt(m.running_var + m.eps)
-    shift = -m.running_mean * scale
-    if m.weight is not None:
-        scale = scale * m.weight
-        shift = shift * m.weight + m.bias
-    return scale, shift
+    return abs_linear_apply(node.module, r, node.fn)
 
 
 def affine_backward(node: Node, A: torch.Tensor, in_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

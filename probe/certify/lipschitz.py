@@ -3,13 +3,15 @@ Lipschitz-margin certificate.
 
 For a feed-forward composition :math:`f = g_K \circ \dots \circ g_1`,
 :math:`\mathrm{Lip}_p(f) \le \prod_k \mathrm{Lip}_p(g_k)` (a residual block adds:
-:math:`\mathrm{Lip}(x + g(x)) \le 1 + \mathrm{Lip}(g)`). Affine layers contribute their operator
-norm: for L2 the largest singular value, found by power iteration on :math:`M^\top M` with
-the layer applied as an operator (convolutions with their padding and stride, on the given
-input shape, never as a reshaped kernel; Miyato et al. 2018, Gouk et al. 2021); for L-inf the
-largest row sum of :math:`|M|` and for L1 the largest column sum, both exact. Activations
+:math:`\mathrm{Lip}(x + g(x)) \le 1 + \mathrm{Lip}(g)`). Affine layers contribute a proven
+upper bound on their operator norm from :func:`probe.operator_norms.operator_norm_upper_bound`
+(convolutions as operators on the given input shape, with their padding and stride, never as a
+reshaped kernel): for L2 the largest singular value by float64 SVD of the layer's matrix, or for
+layers too large to write out the circular-convolution bound of Sedghi et al. (2019); for L-inf
+the largest row sum of :math:`|M|` and for L1 the largest column sum, both exact. Activations
 contribute their largest slope (ReLU, tanh: 1; sigmoid: 1/4). LipSDP is in
-:mod:`probe.certify.lipsdp`.
+:mod:`probe.certify.lipsdp`. Power iteration, which approaches the largest singular value from
+below, only serves as an estimate (:func:`probe.operator_norms.operator_norm_lower_bound`).
 
 Certificate (Tsuzuku et al., "Lipschitz-Margin Training", NeurIPS 2018): if every logit map
 is L-Lipschitz in :math:`\lVert\cdot\rVert_p \to \lVert\cdot\rVert_p`, the prediction cannot
@@ -19,7 +21,6 @@ change within radius :math:`(z_{(1)} - z_{(2)}) / (c_p L)` with :math:`c_p = \lV
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -30,10 +31,11 @@ from ..devices import as_input, model_hygiene, resolve_device
 from ..errors import ProbeError
 from ..models import forward
 from ..norms import check_norm, lp_norm
-from .graph import Graph, Node, abs_apply, build_graph
+from ..operator_norms import operator_norm_upper_bound
+from .graph import Graph, Node, build_graph
 
 __all__ = ["LipschitzBound", "lipschitz_bound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
-           "operator_norm", "register_lipschitz_method", "LIPSCHITZ_METHODS"]
+           "register_lipschitz_method", "LIPSCHITZ_METHODS"]
 
 _ACT_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25}
 _OUTPUT_FACTOR = {"l2": math.sqrt(2.0), "linf": 2.0, "l1": 1.0}
@@ -64,53 +66,7 @@ class LipschitzBound:
         return float(self.value)
 
 
-def operator_norm(op: object, shape: tuple[int, ...], *, iterations: int = 500, tol: float = 1e-7,
-                  dtype: torch.dtype = torch.float64, device: torch.device | None = None, seed: int = 0) -> float:
-    r"""Largest singular value of a linear operator by power iteration on :math:`M^\top M`.
-
-    Parameters
-    ----------
-    op : callable
-        The linear map, applied to a batch of shape (1, *shape); its adjoint is taken by autograd.
-    shape : tuple of int
-        Shape of one input.
-    iterations : int, default 500
-        Upper limit on iterations.
-    tol : float, default 1e-7
-        Stop when the estimate changes by less than ``tol`` relatively.
-
-    Returns
-    -------
-    float
-        :math:`\sigma_{\max}(M)`; power iteration approaches it from below, so the estimate is
-        converged to ``tol`` rather than rounded up.
-    """
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn((1,) + tuple(shape), generator=g, dtype=dtype).to(device)
-    v = v / v.norm()
-    sigma = 0.0
-    for _ in range(int(iterations)):
-        z = v.detach().requires_grad_(True)
-        with torch.enable_grad():
-            y = op(z)
-            (w,) = torch.autograd.grad(y, z, grad_outputs=y.detach())
-        # w = M^T M v, and ||M v||^2 = <v, M^T M v>
-        new = float(y.detach().norm())
-        nw = w.norm()
-        if nw == 0:
-            return 0.0
-        v = (w / nw).detach()
-        if abs(new - sigma) <= tol * max(new, 1e-30):
-            sigma = new
-            break
-        sigma = new
-    # one more Rayleigh step from the final vector
-    with torch.no_grad():
-        return max(sigma, float(op(v).norm()))
-
-
-def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, dtype: torch.dtype, device: torch.device,
-                   iterations: int, tol: float) -> float:
+def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, device: torch.device) -> float:
     if node.kind == "act":
         if node.act == "leaky_relu":
             return max(1.0, abs(node.slope))
@@ -126,31 +82,9 @@ def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, dtype: torc
         windows = math.prod(math.ceil(ki / si) for ki, si in zip(k, s))  # windows sharing one input, at most
         return {"linf": 1.0, "l2": math.sqrt(windows), "l1": float(windows)}[norm]
     m = node.module
-    if m is None or isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-                                   nn.Dropout3d)):
-        return 1.0
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        from .graph import batchnorm_affine
-
-        return float(batchnorm_affine(m)[0].abs().max())
-    ones = torch.ones((1,) + tuple(in_shape), dtype=dtype, device=device)
-    if norm == "linf":
-        return float(abs_apply(node, ones).max())
-    if norm == "l1":
-        z = torch.zeros_like(ones, requires_grad=True)
-        with torch.enable_grad():
-            y = abs_apply(node, z)
-            (col,) = torch.autograd.grad(y, z, grad_outputs=torch.ones_like(y))
-        return float(col.max())
-    # power iteration in double precision on a copy of the layer, so the estimate converges to ``tol``
-    mod = copy.deepcopy(m).to(torch.float64)
-    if isinstance(mod, nn.Linear):
-        return operator_norm(lambda z: z @ mod.weight.T, in_shape, iterations=iterations, tol=tol, device=device)
-
-    def op(z: torch.Tensor) -> torch.Tensor:
-        return mod(z) - mod(torch.zeros_like(z))
-
-    return operator_norm(op, in_shape, iterations=iterations, tol=tol, device=device)
+    if m is None:
+        return 1.0  # functional reshapes (flatten) and the output alias
+    return operator_norm_upper_bound(m, in_shape, norm=norm, fn=node.fn, device=device).value
 
 
 def _input_shape(graph: Graph, model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -165,8 +99,7 @@ def _input_shape(graph: Graph, model: nn.Module, input_shape: tuple[int, ...] | 
                      "one input, without the batch dimension) so that its layers can be taken as operators")
 
 
-def _spectral(graph: Graph, norm: str, dtype: torch.dtype, device: torch.device, iterations: int, tol: float
-              ) -> tuple[float, dict]:
+def _spectral(graph: Graph, norm: str, device: torch.device) -> tuple[float, dict]:
     to_node = [1.0] * len(graph.nodes)
     layers: dict[str, float] = {}
     for i, node in enumerate(graph.nodes):
@@ -175,7 +108,7 @@ def _spectral(graph: Graph, norm: str, dtype: torch.dtype, device: torch.device,
         if node.kind == "add":
             to_node[i] = to_node[node.inputs[0]] + to_node[node.inputs[1]]
             continue
-        c = _node_constant(node, graph.nodes[node.inputs[0]].shape, norm, dtype, device, iterations, tol)
+        c = _node_constant(node, graph.nodes[node.inputs[0]].shape, norm, device)
         layers[node.name] = c
         to_node[i] = c * to_node[node.inputs[0]]
     return to_node[-1], layers
@@ -190,8 +123,8 @@ def register_lipschitz_method(name: str, fn: object) -> None:
 
 
 def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectral",
-                    input_shape: tuple[int, ...] | None = None, iterations: int = 500, tol: float = 1e-7,
-                    device: str | torch.device | None = None, **options: object) -> LipschitzBound:
+                    input_shape: tuple[int, ...] | None = None, device: str | torch.device | None = None,
+                    **options: object) -> LipschitzBound:
     r"""Upper bound on the Lipschitz constant of ``model`` (all outputs jointly, same norm in and out).
 
     Parameters
@@ -200,14 +133,14 @@ def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectr
         A feed-forward graph of the layers :func:`probe.certify.bound_outputs` handles.
     norm : {"l2", "linf", "l1"}, default "l2"
     method : {"spectral", "lipsdp-neuron", "lipsdp-layer"}, default "spectral"
-        ``"spectral"``: product of per-layer operator norms (power iteration for L2, exact row /
-        column sums for L-inf / L1). ``"lipsdp-*"``: the semidefinite program of Fazlyab et al.
-        (NeurIPS 2019), needs cvxpy; for L-inf it is converted with :math:`\sqrt{d}`.
+        ``"spectral"``: product of per-layer operator norms, each a proven upper bound (float64 SVD
+        of the layer's matrix for L2, or the circular-convolution bound for convolutions too large
+        to write out; exact row / column sums for L-inf / L1). ``"lipsdp-*"``: the semidefinite
+        program of Fazlyab et al. (NeurIPS 2019), needs cvxpy; for L-inf it is converted with
+        :math:`\sqrt{d}`.
     input_shape : tuple of int, optional
         Shape of one input; needed when the model does not start with a Linear layer
         (convolutions are operators on a given spatial size).
-    iterations, tol : int, float
-        Power-iteration limits.
     device : str or torch.device, optional
 
     Returns
@@ -224,7 +157,7 @@ def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectr
         dtype = param.dtype if param is not None else torch.get_default_dtype()
         graph.infer_shapes(torch.zeros((1,) + shape, dtype=dtype, device=dev))
         if method == "spectral":
-            value, layers = _spectral(graph, norm, dtype, dev, iterations, tol)
+            value, layers = _spectral(graph, norm, dev)
             return LipschitzBound(value=float(value), norm=norm, method="spectral", layers=layers)
         if method.startswith("lipsdp") and method not in LIPSCHITZ_METHODS:
             from . import lipsdp  # noqa: F401  (registers the LipSDP methods)

@@ -10,12 +10,14 @@ power iteration; Gouk et al. 2021 project onto a norm ball after each step — h
 projection acts on the product, so the layers may share the budget unevenly).
 
 During training, L2 norms of Linear layers come from warm-started power iteration (cheap,
-converging from below); at the end they are computed exactly (SVD) and the model is
-projected once more, so the returned model *provably* satisfies the budget. Convolutions
-use an exact upper bound at every step: the zero-padded convolution is a restriction of
-a circular convolution on a larger grid, whose singular values are those of the
-per-frequency matrices of the kernel's DFT (Sedghi, Gupta & Long, "The Singular Values
-of Convolutional Layers", ICLR 2019).
+converging from below) and convolutions from the circular-convolution upper bound (the
+zero-padded convolution is a restriction of a circular one on a larger grid, whose singular
+values are those of the per-frequency matrices of the kernel's DFT; Sedghi, Gupta & Long, "The
+Singular Values of Convolutional Layers", ICLR 2019). At the end every norm is recomputed as a
+proven upper bound by :func:`probe.operator_norms.operator_norm_upper_bound` (float64 SVD of each
+layer's matrix where it can be written out) and the model is projected once more, so the
+returned model *provably* satisfies the budget; certify's ``lipschitz_bound`` uses the same
+function.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import ProbeError
 from ..norms import check_norm
+from ..operator_norms import conv_l2_upper_bound, operator_norm_upper_bound
 from .loop import Callback, TrainResult, check_model, check_positive, fit
 
 __all__ = ["lipschitz_budget", "project_lipschitz", "layer_norms", "lipschitz_upper_bound"]
@@ -83,55 +86,25 @@ def constrained_layers(model: torch.nn.Module, norm: str) -> list[torch.nn.Modul
     return layers
 
 
-def _dense_kernel(layer: torch.nn.Module) -> torch.Tensor:
-    """Weight of shape (C_out, C_in, *k_eff) with the dilation spelled out and groups as zero blocks."""
-    w = layer.weight.detach()
-    d = w.dim() - 2
-    dil = _pair(layer.dilation, d)
-    if any(v > 1 for v in dil):
-        size = [(k - 1) * v + 1 for k, v in zip(w.shape[2:], dil)]
-        full = w.new_zeros(w.shape[:2] + tuple(size))
-        index = (slice(None), slice(None)) + tuple(slice(None, None, v) for v in dil)
-        full[index] = w
-        w = full
-    g = layer.groups
-    if g > 1:
-        out_g, in_g = w.shape[0] // g, w.shape[1]
-        dense = w.new_zeros((w.shape[0], in_g * g) + tuple(w.shape[2:]))
-        for i in range(g):
-            dense[i * out_g:(i + 1) * out_g, i * in_g:(i + 1) * in_g] = w[i * out_g:(i + 1) * out_g]
-        w = dense
-    return w
+def _f64(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=torch.float64)  # an upper bound rounded to float32 could fall below the norm
 
 
-def conv_l2_upper_bound(layer: torch.nn.Module, spatial: Sequence[int]) -> torch.Tensor:
-    """Exact L2 operator norm of the circular convolution that contains the zero-padded one.
-
-    For input size ``n`` per axis, padding ``p`` and effective kernel ``k``, the zero-padded
-    (strided) convolution equals a sub-sampling of the circular convolution on a grid of
-    ``N >= n + 2 max(p, k)`` points applied to the zero-embedded input; embedding and
-    sub-sampling have norm <= 1, so the largest singular value of the circular operator,
-    ``max_w ||K_hat(w)||_2`` over the N-point DFT frequencies (Sedghi et al. 2019), bounds
-    the layer's operator norm from above.
-    """
-    w = _dense_kernel(layer)
-    d = w.dim() - 2
-    pad = layer.padding
-    pads = _pair(0, d) if pad == "valid" else (tuple(w.shape[2:]) if pad == "same" else _pair(pad, d))
-    grid = [int(n) + 2 * max(int(p), int(k)) for n, p, k in zip(spatial, pads, w.shape[2:])]
-    khat = torch.fft.fftn(w.to(torch.float64), s=grid, dim=tuple(range(2, 2 + d)))
-    mats = khat.permute(*range(2, 2 + d), 0, 1).reshape(-1, w.shape[0], w.shape[1])
-    return torch.linalg.matrix_norm(mats, ord=2).amax().to(w.dtype)
-
-
-def _linf_norm(layer: torch.nn.Module) -> torch.Tensor:
-    # induced L-inf norm: the largest absolute row sum (for a convolution, per output channel,
-    # an upper bound that is exact once an output sees no padding)
+def _linf_norm(layer: torch.nn.Module, spatial: tuple[int, ...] | None) -> torch.Tensor:
+    if spatial is not None or isinstance(layer, torch.nn.Linear):
+        shape = None if spatial is None else (layer.in_channels,) + tuple(spatial)
+        return _f64(operator_norm_upper_bound(layer, shape, norm="linf").value)
+    # a convolution on inputs of unknown size: each output's row of |M| holds at most every kernel entry once
     return layer.weight.detach().abs().flatten(1).sum(1).amax()
 
 
 class _Norms:
-    """Operator norms of the constrained layers; warm-started power iteration for Linear L2."""
+    """Operator norms of the constrained layers.
+
+    ``exact=True``: the proven upper bounds of :func:`probe.operator_norms.operator_norm_upper_bound`.
+    ``exact=False`` (between optimiser steps): warm-started power iteration for Linear L2 layers (an
+    estimate from below, cheap) and the circular bound for convolutions.
+    """
 
     def __init__(self, layers: list[torch.nn.Module], norm: str, spatial: dict[int, tuple[int, ...]],
                  iterations: int):
@@ -154,14 +127,18 @@ class _Norms:
         return (w @ v).norm()
 
     def layer_norm(self, layer: torch.nn.Module, exact: bool) -> torch.Tensor:
+        spatial = self.spatial.get(id(layer))
         if self.norm == "linf":
-            return _linf_norm(layer)
+            return _linf_norm(layer, spatial)
         if isinstance(layer, _CONV):
-            if id(layer) not in self.spatial:
+            if spatial is None:
                 raise ProbeError(f"the input size of {type(layer).__name__} is unknown; run the model on a batch first")
-            return conv_l2_upper_bound(layer, self.spatial[id(layer)])
+            if exact:
+                shape = (layer.in_channels,) + tuple(spatial)
+                return _f64(operator_norm_upper_bound(layer, shape).value)
+            return _f64(conv_l2_upper_bound(layer, spatial))
         if exact:
-            return torch.linalg.matrix_norm(layer.weight.detach().to(torch.float64), ord=2).to(layer.weight.dtype)
+            return _f64(operator_norm_upper_bound(layer).value)
         return self._power(layer, self.iterations)
 
     def all(self, exact: bool) -> list[torch.Tensor]:
@@ -202,9 +179,10 @@ def _input_sizes(model: torch.nn.Module, layers: list[torch.nn.Module], x: torch
 def layer_norms(model: torch.nn.Module, *, norm: str = "l2", x: torch.Tensor | None = None) -> list[float]:
     """Upper bounds on the operator norms of the model's Linear/Conv layers, in order.
 
-    L2: exact spectral norms (SVD) for Linear layers; for convolutions the circular-embedding
-    bound of :func:`conv_l2_upper_bound`, which needs an example input ``x`` to learn the
-    input sizes. L-inf: the largest absolute row sum.
+    Each is :func:`probe.operator_norms.operator_norm_upper_bound`: L2 by float64 SVD of the
+    layer's matrix (for convolutions too large to write out, the circular-embedding bound of
+    :func:`probe.operator_norms.conv_l2_upper_bound`); L-inf the largest absolute row sum.
+    Convolutions need an example input ``x`` to learn their input sizes.
     """
     norm = _check_lipschitz_norm(norm)
     layers = constrained_layers(model, norm)

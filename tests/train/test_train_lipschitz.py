@@ -9,10 +9,10 @@ from train_helpers import make_loader, make_mlp
 import probe
 from probe.attacks.pgd import PGD
 from probe.certify import empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
-from probe.certify.lipschitz import operator_norm
 from probe.devices import single_thread
+from probe.operator_norms import conv_l2_upper_bound
+from probe.operator_norms import operator_norm_lower_bound as operator_norm
 from probe.train import layer_norms, lipschitz_budget, project_lipschitz
-from probe.train.lipschitz import conv_l2_upper_bound
 
 
 def exact_product(model):
