@@ -58,19 +58,40 @@ class Box(Space):
 
     def __init__(self, lower: object = float("-inf"), upper: object = float("inf"), mask: object = None,
                  integer: object = None):
-        self.lower = torch.as_tensor(lower, dtype=torch.get_default_dtype())
-        self.upper = torch.as_tensor(upper, dtype=torch.get_default_dtype())
-        if (self.lower > self.upper).any():
-            i = int((self.lower > self.upper).flatten().nonzero()[0])
+        # float64 holds every float32 and Python float exactly, so an input on its bound stays inside
+        self.lower = _as_bound(lower, "lower")
+        self.upper = _as_bound(upper, "upper")
+        try:
+            inverted = self.lower > self.upper
+        except RuntimeError:
+            raise ProbeError(f"Box bounds of shapes {tuple(self.lower.shape)} and {tuple(self.upper.shape)} do not "
+                             "broadcast") from None
+        if inverted.any():
+            i = int(inverted.flatten().nonzero()[0])
             raise ProbeError(f"Box lower bound exceeds upper bound at feature {i}")
         self.mask = None if mask is None else torch.as_tensor(mask, dtype=torch.bool)
         self.integer = None if integer is None else torch.as_tensor(integer, dtype=torch.bool)
+        self._placed: dict[tuple, tuple] = {}
 
-    def _bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lower.to(x), self.upper.to(x)
+    def _on(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Bounds in ``x``'s dtype and mask and integer flags on its device, copied once per (device, dtype)."""
+        key = (x.device, x.dtype)
+        placed = self._placed.get(key)
+        if placed is None:
+            lo = _round_bound(self.lower, x.dtype, up=True).to(x.device)
+            hi = _round_bound(self.upper, x.dtype, up=False).to(x.device)
+            mask = None if self.mask is None else self.mask.to(x.device)
+            integer = None if self.integer is None else self.integer.to(x.device)
+            placed = self._placed[key] = (lo, hi, mask, integer)
+        return placed
+
+    def bounds_like(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower and upper bounds in the dtype and on the device of ``x`` (rounded inwards, cached)."""
+        lo, hi, _, _ = self._on(x)
+        return lo, hi
 
     def validate(self, x0: torch.Tensor) -> None:
-        lo, hi = self._bounds(x0)
+        lo, hi = self.bounds_like(x0)
         try:
             bad = (x0 < lo) | (x0 > hi)
         except RuntimeError as err:
@@ -81,20 +102,21 @@ class Box(Space):
             raise ProbeError(f"input value {x0[idx].item():g} at index {idx} lies outside the Box bounds")
 
     def project(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._bounds(x)
+        lo, hi = self.bounds_like(x)
         # clamping towards bounds that contain x0 never increases |x_i - x0_i|: ball constraints stay met
         out = torch.maximum(torch.minimum(x, hi), lo)
-        if self.mask is not None:
-            out = torch.where(self.mask.to(x.device), x0, out)
+        mask = self._on(x)[2]
+        if mask is not None:
+            out = torch.where(mask, x0, out)
         return out
 
     def snap(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Round integer-valued features to the nearest integer inside the bounds."""
         if self.integer is None:
             return x
-        lo, hi = self._bounds(x)
+        lo, hi, _, integer = self._on(x)
         r = torch.maximum(torch.minimum(x.round(), hi.floor()), lo.ceil())
-        return torch.where(self.integer.to(x.device), r, x)
+        return torch.where(integer, r, x)
 
     def __repr__(self) -> str:
         def short(t: torch.Tensor) -> str:
@@ -102,6 +124,34 @@ class Box(Space):
 
         extra = "" if self.mask is None else f", mask={int(self.mask.sum())} immutable"
         return f"Box(lower={short(self.lower)}, upper={short(self.upper)}{extra})"
+
+
+def _as_bound(value: object, name: str) -> torch.Tensor:
+    try:
+        # Python floats are float64: reading them as the default float32 would move the bound
+        t = value.detach() if torch.is_tensor(value) else torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ProbeError(f"Box {name} bound must be a number or an array of numbers, got {value!r}") from None
+    if t.is_complex():
+        raise ProbeError(f"Box {name} bound must be real numbers, got dtype {t.dtype}")
+    t = t.to(torch.float64)
+    if t.isnan().any():
+        raise ProbeError(f"Box {name} bound holds NaN at feature {int(t.isnan().flatten().nonzero()[0])}")
+    return t
+
+
+def _round_bound(bound: torch.Tensor, dtype: torch.dtype, *, up: bool) -> torch.Tensor:
+    """``bound`` in ``dtype``, rounded inwards: the nearest representable value on the Box's side.
+
+    Then an input of that dtype lies inside the rounded bounds exactly when it lies inside the
+    exact ones, and projection never leaves the exact Box.
+    """
+    if dtype == torch.float64 or not dtype.is_floating_point:
+        return bound
+    out = bound.to(dtype)
+    outside = (out.double() < bound) if up else (out.double() > bound)
+    towards = torch.full_like(out, float("inf") if up else float("-inf"))
+    return torch.where(outside, torch.nextafter(out, towards), out)
 
 
 class OneHot(Space):
