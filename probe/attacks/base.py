@@ -21,9 +21,12 @@ from ..models import QueryCounter, clean_outputs, forward, has_gradient
 from ..results import AttackResult
 from ..spaces import Space, as_space, check_distance_norm
 
-__all__ = ["Attack", "RunResult", "Forward", "loss_and_grad", "check_eps"]
+__all__ = ["Attack", "RunResult", "Forward", "loss_and_grad", "check_eps", "restrict_forward"]
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+Forward = Callable[..., torch.Tensor]
+"""``f(z, rows=None) -> outputs``: the model on candidate points ``z``; ``rows`` (indices into the batch
+handed to ``run``) says which inputs ``z`` belongs to when it is not the whole batch, so that each input's
+query count is its own."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,29 @@ def check_eps(eps: object, name: str = "eps") -> float | torch.Tensor:
     return value
 
 
-def loss_and_grad(f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Criterion loss (N,), its gradient with respect to ``x`` and the outputs, in one pass."""
+def restrict_forward(f: Forward, rows: torch.Tensor) -> Forward:
+    """``f`` for a sub-batch: the inputs ``rows`` of the batch, so that query counts still reach the right inputs."""
+
+    def g(z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        if rows is not None:
+            return f(z, rows=outer[rows])
+        if len(outer) and len(z) % len(outer) == 0:
+            return f(z, rows=outer.repeat(len(z) // len(outer)))
+        return f(z)
+
+    outer = rows
+    return g
+
+
+def loss_and_grad(f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Criterion loss (N,), its gradient with respect to ``x`` and the outputs, in one pass.
+
+    ``rows``: which inputs of the batch ``x`` holds, when it is not the whole batch (see ``Forward``).
+    """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        out = f(x)
+        out = f(x) if rows is None else f(x, rows=rows)
         loss = criterion.loss(out, reference)
         if not loss.requires_grad:
             raise ProbeError("the model's output does not depend differentiably on its input; "
@@ -79,6 +99,9 @@ class Attack:
     needs_continuous: bool = True
     norm: str = "l2"
     seed: int = 0
+
+    def validate(self) -> None:
+        """Check the hyper-parameters; raise ``ProbeError`` naming the bad one. Called before any work."""
 
     def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Per-input tensors (first dimension N) drawn once for all inputs.
@@ -121,9 +144,12 @@ class Attack:
         Returns
         -------
         AttackResult
+            ``queries`` counts, per input, the model evaluations spent on it (a call on a batch of
+            candidates counts once for every input it holds); it does not depend on ``batch_size``.
         """
         from tqdm.auto import tqdm
 
+        self.validate()
         if already_satisfied not in ("raise", "keep"):
             raise ProbeError(f"already_satisfied must be 'raise' or 'keep', got {already_satisfied!r}")
         dev = resolve_device(device, model, x)
@@ -144,8 +170,17 @@ class Attack:
 
         with model_hygiene(model, dev) as m:
             counter = QueryCounter(m)
+            charged = torch.zeros(0, dtype=torch.long, device=dev)  # per-input evaluations in the current batch
+            spread = [0]
 
-            def f(z: torch.Tensor) -> torch.Tensor:
+            def f(z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+                nonlocal charged
+                if rows is not None:
+                    charged = charged.index_add(0, rows.to(dev), torch.ones_like(rows, dtype=torch.long, device=dev))
+                elif len(charged) and len(z) % len(charged) == 0:
+                    charged = charged + len(z) // len(charged)  # the batch, or stacked copies of it
+                else:
+                    spread[0] += len(z)  # rows that cannot be attributed: shared out evenly below
                 return forward(counter, z, check=False)
 
             clean = clean_outputs(m, x, batch_size)
@@ -167,14 +202,14 @@ class Attack:
                 idx = todo[s]
                 xb = x[idx]
                 extra = {k: v[idx.cpu()].to(dev) for k, v in presampled.items()}
-                before = counter.rows
+                charged = torch.zeros(len(idx), dtype=torch.long, device=dev)
+                spread[0] = 0
                 space_b = space.select(idx)
                 out = self.run(f, xb, criterion, reference[idx], space_b, **extra)
                 if isinstance(out, RunResult):
                     xa, q = out.x_adv, out.queries.to(dev)
                 else:
-                    xa = out
-                    q = torch.full((len(idx),), (counter.rows - before) // max(len(idx), 1), device=dev)
+                    xa, q = out, charged + spread[0] // max(len(idx), 1)
                 x_adv[idx] = space_b.project(xb, xa.detach().to(x.dtype))
                 queries[idx] = q.long()
 

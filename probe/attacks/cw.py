@@ -56,13 +56,12 @@ class CarliniWagner(Attack):
         self.kappa = kappa
         self.abort_early = abort_early
 
-    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def validate(self) -> None:
         if not self.c > 0 or not self.lr > 0 or not self.kappa >= 0:
             raise ProbeError(f"CarliniWagner needs c > 0, lr > 0 and kappa >= 0, got c={self.c}, lr={self.lr}, "
                              f"kappa={self.kappa}")
         if int(self.steps) < 1 or int(self.binary_search_steps) < 1:
             raise ProbeError("CarliniWagner needs steps >= 1 and binary_search_steps >= 1")
-        return {}
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
             space: Space) -> torch.Tensor:

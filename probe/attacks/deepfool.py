@@ -92,13 +92,12 @@ class DeepFool(Attack):
         self.overshoot = overshoot
         self.candidates = candidates
 
-    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def validate(self) -> None:
         check_norm(self.norm)
         if int(self.steps) < 1:
             raise ProbeError(f"DeepFool needs steps >= 1, got {self.steps}")
         if not self.overshoot >= 0:
             raise ProbeError(f"DeepFool needs overshoot >= 0, got {self.overshoot}")
-        return {}
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
             space: Space) -> torch.Tensor:
@@ -114,7 +113,7 @@ class DeepFool(Attack):
             idx = active.nonzero().flatten()
             xi = xa[idx].detach().requires_grad_(True)
             with torch.enable_grad():
-                out = f(xi)
+                out = f(xi, rows=idx)
                 ok = criterion.satisfied(out.detach(), reference[idx])
                 g = boundary_functions(criterion, out, reference[idx])
                 if keep_cols is None and self.candidates is not None and g.shape[1] > self.candidates:

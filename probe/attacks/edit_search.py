@@ -71,12 +71,14 @@ class EditSearch(Attack):
     def needs_gradient(self) -> bool:  # type: ignore[override]
         return self.guide == "gradient"
 
-    def _check(self, space: Space) -> None:
+    def validate(self) -> None:
         if self.guide not in _GUIDES:
             raise ProbeError(f"guide must be one of {_GUIDES}, got {self.guide!r}")
         for name in ("max_edits", "beam_width", "candidates", "chunk"):
             if int(getattr(self, name)) < 1:
                 raise ProbeError(f"EditSearch needs {name} >= 1, got {getattr(self, name)}")
+
+    def _check(self, space: Space) -> None:
         if not isinstance(space, OneHot):
             raise ProbeError(f"EditSearch searches a OneHot space, got {space!r}")
 

@@ -39,8 +39,11 @@ class FGSM(Attack):
         self.norm = norm
         self.sparsity = sparsity
 
-    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def validate(self) -> None:
         check_norm(self.norm)
+        check_eps(self.eps)
+
+    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         eps = check_eps(self.eps)
         n = x.shape[0]
         eps_vec = eps if torch.is_tensor(eps) else torch.full((n,), eps)

@@ -62,7 +62,7 @@ class FMN(Attack):
         self.gamma_final = gamma_final
         self.step_size = step_size
 
-    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def validate(self) -> None:
         check_norm(self.norm)
         if int(self.steps) < 1:
             raise ProbeError(f"FMN needs steps >= 1, got {self.steps}")
@@ -71,7 +71,6 @@ class FMN(Attack):
                              f"gamma_final={self.gamma_final}")
         if self.step_size is not None and not self.step_size > 0:
             raise ProbeError(f"FMN step_size must be positive, got {self.step_size}")
-        return {}
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
             space: Space) -> torch.Tensor:

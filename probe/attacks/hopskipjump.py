@@ -91,6 +91,9 @@ class HopSkipJump(Attack):
         self.starting_points = starting_points
         self.seed = seed
 
+    def validate(self) -> None:
+        self._checked()
+
     def _checked(self) -> str:
         norm = check_norm(self.norm)
         if norm not in ("l2", "linf"):
@@ -103,7 +106,6 @@ class HopSkipJump(Attack):
         return norm
 
     def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        self._checked()
         out = {"keys": torch.randint(-(2**62), 2**62, (x.shape[0],), generator=generator, dtype=torch.long)}
         if self.starting_points is not None:
             sp = torch.as_tensor(self.starting_points).detach().cpu().to(x.dtype)

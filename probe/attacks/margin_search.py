@@ -9,7 +9,7 @@ import torch
 from ..criteria import Criterion
 from ..errors import ProbeError
 from ..spaces import Space
-from .base import Attack, Forward, RunResult, check_eps
+from .base import Attack, Forward, RunResult, check_eps, restrict_forward
 
 __all__ = ["MarginSearch"]
 
@@ -71,18 +71,23 @@ class MarginSearch(Attack):
         inner.eps = eps
         return inner
 
-    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def validate(self) -> None:
         if not isinstance(self.attack, Attack) or not hasattr(self.attack, "eps"):
             raise ProbeError(f"MarginSearch needs a fixed-budget probe Attack with an eps, got {self.attack!r}")
         check_eps(self.eps_init, "eps_init")
         if int(self.steps) < 1 or int(self.max_doublings) < 0:
             raise ProbeError(f"MarginSearch needs steps >= 1 and max_doublings >= 0, got steps={self.steps}, "
                              f"max_doublings={self.max_doublings}")
+        self.attack.validate()
+
+    def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         unit = self._inner(torch.ones(x.shape[0], dtype=x.dtype)).presample(x, generator)
         return {f"inner_{k}": v for k, v in unit.items()}
 
-    def _attempt(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor, space: Space,
-                 eps: torch.Tensor, inner_kwargs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _attempt(self, f: Forward, rows: torch.Tensor, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
+                 space: Space, eps: torch.Tensor, inner_kwargs: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        f = restrict_forward(f, rows)
         kwargs = dict(inner_kwargs)
         if "eps" in kwargs:
             kwargs["eps"] = eps
@@ -103,7 +108,7 @@ class MarginSearch(Attack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         for _ in range(int(self.max_doublings) + 1):
             todo = (~found).nonzero().flatten()
-            xa, ok = self._attempt(f, x[todo], criterion, reference[todo], space, hi[todo],
+            xa, ok = self._attempt(f, todo, x[todo], criterion, reference[todo], space, hi[todo],
                                    {k: v[todo] for k, v in inner.items()})
             best[todo[ok]] = xa[ok]
             found[todo[ok]] = True
@@ -116,7 +121,7 @@ class MarginSearch(Attack):
             if len(idx) == 0:
                 break
             mid = (lo[idx] + hi[idx]) / 2
-            xa, ok = self._attempt(f, x[idx], criterion, reference[idx], space, mid,
+            xa, ok = self._attempt(f, idx, x[idx], criterion, reference[idx], space, mid,
                                    {k: v[idx] for k, v in inner.items()})
             best[idx[ok]] = xa[ok]
             hi[idx[ok]] = mid[ok]

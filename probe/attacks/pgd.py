@@ -83,8 +83,8 @@ class PGD(Attack):
         self.seed = seed
         self.loss = loss
 
-    def _checked(self) -> tuple[str, float | torch.Tensor]:
-        norm = check_norm(self.norm)
+    def validate(self) -> None:
+        check_norm(self.norm)
         if int(self.steps) < 1 or int(self.restarts) < 1:
             raise ProbeError(f"PGD needs steps >= 1 and restarts >= 1, got steps={self.steps}, "
                              f"restarts={self.restarts}")
@@ -92,10 +92,10 @@ class PGD(Attack):
             check_eps(self.step_size, "step_size")
         if self.loss not in ("margin", "ce"):
             raise ProbeError(f"PGD loss must be 'margin' or 'ce', got {self.loss!r}")
-        return norm, check_eps(self.eps)
+        check_eps(self.eps)
 
     def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        norm, eps = self._checked()
+        norm, eps = check_norm(self.norm), check_eps(self.eps)
         n = x.shape[0]
         eps_vec = eps if torch.is_tensor(eps) else torch.full((n,), eps)
         if eps_vec.shape[0] != n:
@@ -135,7 +135,7 @@ class PGD(Attack):
                 if len(idx) == 0:
                     return best
                 xs, x0 = xa[idx], x[idx]
-                loss, grad, out = loss_and_grad(f, xs, criterion, reference[idx])
+                loss, grad, out = loss_and_grad(f, xs, criterion, reference[idx], rows=idx)
                 keep(idx, xs, loss, criterion.satisfied(out, reference[idx]))
                 step = xs + alpha[idx] * steepest_direction(grad, norm, self.sparsity)
                 xa[idx] = space.project(x0, x0 + project_ball(step - x0, eps_x[idx], norm))
@@ -143,7 +143,7 @@ class PGD(Attack):
             if len(idx) == 0:
                 break
             with torch.no_grad():
-                out = f(xa[idx])
+                out = f(xa[idx], rows=idx)
             keep(idx, xa[idx], criterion.loss(out, reference[idx]), criterion.satisfied(out, reference[idx]))
             if found.all():
                 break

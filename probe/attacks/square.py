@@ -216,6 +216,9 @@ class Square(Attack):
         self.p_init = p_init
         self.seed = seed
 
+    def validate(self) -> None:
+        self._checked()
+
     def _checked(self) -> tuple[str, float | torch.Tensor, int, float]:
         norm = check_norm(self.norm)
         if norm not in ("linf", "l2"):

@@ -114,7 +114,7 @@ def check_attack(attack: object, *, seed: int = 0, atol: float = 1e-4) -> None:
     - a fixed-budget attack (an ``eps`` attribute) stays within its budget;
     - inputs are not modified; the model's train/eval mode, ``requires_grad`` flags and
       weights are restored;
-    - results do not depend on ``batch_size``;
+    - results, per-input query counts included, do not depend on ``batch_size``;
     - bad input raises ``ProbeError``: NaN inputs, inputs of the wrong shape, a criterion that
       the clean inputs already satisfy.
 
@@ -169,6 +169,8 @@ def check_attack(attack: object, *, seed: int = 0, atol: float = 1e-4) -> None:
     again = attack(model, x, space=space, batch_size=None)
     assert torch.equal(again.success, res.success), f"{name}: success depends on batch_size"
     assert torch.allclose(again.x_adv, res.x_adv, atol=1e-4), f"{name}: x_adv depends on batch_size"
+    assert torch.equal(again.queries, res.queries), f"{name}: queries depend on batch_size"
+    assert bool((res.queries >= 1).all()), f"{name}: an attacked input is reported with no model evaluation"
     if sp.continuous:
         bounded = Box(-3.0, 3.0)
         xb = x.clamp(-3, 3)
