@@ -70,7 +70,7 @@ class CarliniWagner(Attack):
         tanh_box = isinstance(space, Box) and bool(torch.isfinite(space.lower).all()
                                                    and torch.isfinite(space.upper).all())
         if tanh_box:
-            lo, hi = space.lower.to(x), space.upper.to(x)
+            lo, hi = space.bounds_like(x)
             width = (hi - lo).clamp(min=1e-12)
 
             def to_x(w: torch.Tensor) -> torch.Tensor:

@@ -200,7 +200,7 @@ class HopSkipJump(Attack):
             found |= ok
         lo = hi = None
         if isinstance(space, Box):
-            lo, hi = space.lower.to(x).expand(shape), space.upper.to(x).expand(shape)
+            lo, hi = (b.expand(shape) for b in space.bounds_like(x))
             if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
                 lo = hi = None
         scale = lp_norm(x, "l2") / math.sqrt(d)
