@@ -83,7 +83,6 @@ def test_custom_fixed_budget_attack_and_unsorted_budgets():
 
 
 def test_certifier_by_name_uses_probe_certify():
-    pytest.importorskip("probe.certify")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     x = torch.randn(10, 4)
