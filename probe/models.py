@@ -18,8 +18,8 @@ import torch
 from .devices import batches
 from .errors import ProbeError
 
-__all__ = ["forward", "clean_outputs", "has_gradient", "QueryCounter", "BlackBox", "wrap", "as_model",
-           "SKLEARN_OUTPUTS"]
+__all__ = ["forward", "clean_outputs", "check_output_shape", "has_gradient", "QueryCounter", "BlackBox", "wrap",
+           "as_model", "SKLEARN_OUTPUTS"]
 
 #: ``output=`` names accepted for scikit-learn estimators, and the method each one calls.
 SKLEARN_OUTPUTS = {
@@ -45,8 +45,44 @@ def has_gradient(model: object) -> bool:
     return bool(getattr(model, "differentiable", True))
 
 
-def forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+def check_output_shape(out: torch.Tensor, *, who: str = "the model") -> None:
+    """Raise ``ProbeError`` unless ``out`` has the shape a criterion scores: (N,) or (N, K).
+
+    :func:`forward` flattens an output (N, C, L) into (N, C * L) columns, which saturation
+    mutagenesis of a profile model wants; a criterion would read those columns as C * L classes or
+    outputs and answer a question nobody asked. Attacks and searches call this on the raw outputs.
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        Raw outputs for a batch of inputs.
+    who : str, default "the model"
+        How the message names the producer of ``out``.
+
+    Raises
+    ------
+    ProbeError
+        Naming the shape, if ``out`` has more than two dimensions.
+    """
+    if out.dim() > 2:
+        raise ProbeError(f"{who} returned outputs of shape {tuple(out.shape)} for {out.shape[0]} input(s); a criterion "
+                         "needs shape (N,) or (N, K), one score per class or output: reduce the other "
+                         f"{out.dim() - 2} dimension(s) inside the model (select a track, pool over positions)")
+
+
+def forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, check: bool = True,
+            flatten: bool = True) -> torch.Tensor:
     """Call ``model`` on ``x`` and check the output.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, callable or fitted estimator
+    x : torch.Tensor, shape (N, ...)
+    check : bool, default True
+        Raise on non-finite outputs.
+    flatten : bool, default True
+        Flatten outputs of more than two dimensions to (N, K); with ``False`` such outputs raise
+        ``ProbeError`` (:func:`check_output_shape`), as they must where a criterion reads them.
 
     Returns
     -------
@@ -56,7 +92,8 @@ def forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, c
     Raises
     ------
     ProbeError
-        If the model does not return a tensor with the input's batch size, or returns NaN.
+        If the model does not return a tensor with the input's batch size, or returns NaN, or
+        (``flatten=False``) returns more than two dimensions.
 
     Notes
     -----
@@ -73,6 +110,8 @@ def forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, c
             f"the model returned shape {tuple(out.shape)} for {x.shape[0]} inputs; "
             "the first dimension must be the batch dimension"
         )
+    if not flatten:
+        check_output_shape(out)
     if out.dim() == 1:
         out = out.unsqueeze(1)
     elif out.dim() > 2:
@@ -375,11 +414,15 @@ def as_model(obj: object, **options: object) -> Callable[[torch.Tensor], torch.T
                      "predict_proba / decision_function / predict, and is not callable")
 
 
-def clean_outputs(model: object, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Checked outputs (N, K) on ``x``, batch by batch; a model that cannot take ``x`` raises ``ProbeError``."""
+def clean_outputs(model: object, x: torch.Tensor, batch_size: int | None, *, flatten: bool = True) -> torch.Tensor:
+    """Checked outputs (N, K) on ``x``, batch by batch; a model that cannot take ``x`` raises ``ProbeError``.
+
+    ``flatten=False``: outputs of more than two dimensions raise ``ProbeError`` instead of being
+    flattened (see :func:`forward`); attacks want this, since their criterion reads the columns.
+    """
     with torch.no_grad():
         try:
-            return torch.cat([forward(model, x[s]) for s in batches(len(x), batch_size)])
+            return torch.cat([forward(model, x[s], flatten=flatten) for s in batches(len(x), batch_size)])
         except ProbeError:
             raise
         except (RuntimeError, TypeError, IndexError) as err:

@@ -131,6 +131,10 @@ class CoriBounds:
     error : ReportingError
     incidence : numpy.ndarray, shape (T,)
         The reported counts.
+    method : str, default "lp"
+    extras : dict
+        ``dinkelbach_iterations``: numpy.ndarray of int, shape (W, 2), the iterations Dinkelbach's
+        check took for the lower (column 0) and upper (column 1) bound; 0 where there is no estimate.
     """
 
     t_start: np.ndarray
@@ -261,15 +265,33 @@ def _feasible(x: np.ndarray, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, l1:
     return x
 
 
+@dataclass(frozen=True)
+class _DinkelbachSolution:
+    """Optimum of one Dinkelbach run: the ratio, the counts attaining it, the iterations taken."""
+
+    value: float
+    x: np.ndarray
+    iterations: int
+
+
 def _dinkelbach(form: _LinearFractional, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, l1: float | None,
-                sense: int, max_iter: int = 200) -> tuple[float, np.ndarray]:
-    """Exact optimum by Dinkelbach's iteration with a closed-form (greedy) inner step."""
+                sense: int, max_iter: int = 200, rtol: float = 1e-14) -> _DinkelbachSolution:
+    r"""Exact optimum by Dinkelbach's iteration with a closed-form (greedy) inner step.
+
+    Maximises :math:`R(x) = N(x)/D(x)` (``sense=+1``; ``-1`` maximises :math:`-R`) by
+    :math:`x_{k+1} = \arg\max_x N(x) - \lambda_k D(x)`, :math:`\lambda_{k+1} = R(x_{k+1})`
+    (Dinkelbach, Manage. Sci. 13, 1967). :math:`F(\lambda_k) = D(x_{k+1})(\lambda_{k+1} - \lambda_k) \ge 0`
+    and :math:`F(\lambda^*) = 0`; the iteration stops once the step
+    :math:`\lambda_{k+1} - \lambda_k` is within ``rtol`` of :math:`|\lambda|`. The test is on the
+    magnitude: the minimum is found as a negative ratio, where a test scaled by the signed ratio never holds.
+    """
     sgn = float(sense)
     alpha, c = sgn * form.alpha, sgn * form.c  # maximise (alpha + c.x) / (beta + d.x)
     budget = np.inf if l1 is None else float(l1)
     x = x0.copy()
     lam = (alpha + c @ x) / (form.beta + form.d @ x)
-    for _ in range(max_iter):
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
         g = c - lam * form.d
         up = np.where(g > 0, hi - x0, x0 - lo)  # how far each day may move in its good direction
         gain = np.abs(g)
@@ -284,11 +306,11 @@ def _dinkelbach(form: _LinearFractional, x0: np.ndarray, lo: np.ndarray, hi: np.
         x = x0.copy()
         x[order] += np.sign(g[order]) * move
         new = (alpha + c @ x) / (form.beta + form.d @ x)
-        if new <= lam * (1 + 1e-15) + 1e-300:
+        if new - lam <= rtol * max(abs(lam), abs(new)) + 1e-300:
             lam = max(lam, new)
             break
         lam = new
-    return sgn * lam, x
+    return _DinkelbachSolution(value=sgn * lam, x=x, iterations=iterations)
 
 
 def cori_mean_bounds(incidence: object, serial_interval: object, error: ReportingError, *, window: int = 7,
@@ -335,6 +357,7 @@ def cori_mean_bounds(incidence: object, serial_interval: object, error: Reportin
     n_w = len(ts)
     est, lower, upper, gap = (np.full(n_w, np.nan) for _ in range(4))
     worst_lo, worst_hi = np.tile(x, (n_w, 1)), np.tile(x, (n_w, 1))
+    iterations = np.zeros((n_w, 2), dtype=np.int64)
     for j, form in enumerate(forms):
         if not te[j] > mean_si:
             continue
@@ -349,14 +372,17 @@ def cori_mean_bounds(incidence: object, serial_interval: object, error: Reportin
         est[j] = sub.value(xa)
         for sense, bound, worst in ((1, upper, worst_hi), (-1, lower, worst_lo)):
             v_lp, x_lp = _lp(sub, xa, lo[act], hi[act], error.l1, sense)
-            v_dk, x_dk = _dinkelbach(sub, xa, lo[act], hi[act], error.l1, sense)
+            dk = _dinkelbach(sub, xa, lo[act], hi[act], error.l1, sense)
+            v_dk, x_dk = dk.value, dk.x
+            iterations[j, int(sense == 1)] = dk.iterations
             att_lp, att_dk = sub.value(x_lp), sub.value(x_dk)
             candidates = [v_lp, v_dk, att_lp, att_dk]
             bound[j] = max(candidates) if sense == 1 else min(candidates)
             worst[j, act] = x_dk if sense * att_dk >= sense * att_lp else x_lp
             gap[j] = np.nanmax([gap[j], abs(v_lp - v_dk)])
     return CoriBounds(t_start=ts, t_end=te, estimate=est, lower=lower, upper=upper, worst_lower=worst_lo,
-                      worst_upper=worst_hi, check_gap=gap, error=error, incidence=x.copy())
+                      worst_upper=worst_hi, check_gap=gap, error=error, incidence=x.copy(),
+                      extras={"dinkelbach_iterations": iterations})
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 import probe
+from domains import dna
 from probe.models import wrap
-
-dna = pytest.importorskip("domains.dna")
 
 PWM = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.7, 0.1, 0.1],
                        [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]]).T / 0.25)   # (4, 5) log-odds of AGCTA
@@ -63,9 +62,10 @@ def test_minimal_edits_guided_by_ism_on_a_black_box(sequences):
 
 
 def test_chem_atom_maps_accept_wrapped_estimators():
-    chem = pytest.importorskip("domains.chem")
+    pytest.importorskip("rdkit")  # as in tests/chem: the chem domain needs RDKit
     from sklearn.ensemble import RandomForestRegressor
 
+    from domains import chem
     from domains.chem.datasets import sulfonamides
 
     data = sulfonamides().iloc[:40]

@@ -4,18 +4,29 @@ import math
 
 import pytest
 import torch
-from scipy.stats import beta, norm
+from scipy.stats import binom, norm
 from torch import nn
 
 from probe import ProbeError
 from probe.certify.smoothing import Smoothing, smoothing_radius
 from probe.testing import AffineClassifier, AffineRegressor, affine_margin
 
+# Cohen, Rosenfeld & Kolter, "Certified Adversarial Robustness via Randomized Smoothing", ICML 2019, CERTIFY:
+# R = sigma * Phi^-1(p_A), p_A the one-sided Clopper-Pearson lower bound at level alpha. Their reference code
+# (locuslab/smoothing, code/core.py, Smooth.certify and Smooth._lower_confidence_bound, which returns
+# statsmodels' proportion_confint(n_A, n, alpha=2 * alpha, method="beta")[0] = Beta^-1(alpha; n_A, n - n_A + 1))
+# gives, for n = 100,000, n_A = 99,000, alpha = 0.001, sigma = 0.25:
+COHEN_P_LOWER = 0.98898934037747  # p_A
+COHEN_RADIUS = 0.57249998880344  # R, 0.5725 to four places
+
 
 def test_smoothing_radius_reference_value():
     r = smoothing_radius(99000, 100000, alpha=0.001, sigma=0.25)
-    assert round(r, 4) == 0.5725
-    assert r == pytest.approx(0.25 * norm.ppf(beta.ppf(0.001, 99000, 100000 - 99000 + 1)), rel=1e-12)
+    assert r == pytest.approx(COHEN_RADIUS, abs=1e-12)
+    p_lower = norm.cdf(r / 0.25)
+    assert p_lower == pytest.approx(COHEN_P_LOWER, abs=1e-12)
+    # and p_A meets the definition of the Clopper-Pearson bound: P(Binomial(n, p_A) >= n_A) = alpha
+    assert binom.sf(99000 - 1, 100000, p_lower) == pytest.approx(0.001, rel=1e-9)
 
 
 def test_smoothing_radius_abstains_and_checks_input():

@@ -77,7 +77,6 @@ def test_descriptor_sensitivity_in_own_units(small_desc, make_linear):
 
 def test_forward_only_model_goes_to_the_gradient_free_search(small_desc, sulfonamides):
     """A scikit-learn ridge on descriptors: HopSkipJump finds a change close to the exact L2 margin."""
-    pytest.importorskip("probe.attacks.hopskipjump")
     from sklearn.linear_model import Ridge
 
     f = small_desc

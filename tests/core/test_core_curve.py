@@ -1,5 +1,6 @@
 """Robustness curves: empirical (attack) above certified (closed-form radius), both monotone."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,7 +46,21 @@ def test_empirical_above_certified_and_close_on_affine_models(norm):
     assert (cur.empirical - cur.certified).max() <= 3 / len(x)
     df = cur.to_frame()
     assert list(df.columns) == ["eps", "empirical", "certified"]
-    assert cur.plot() is not None
+    # the plot draws exactly these numbers: the attack's curve, the certified one, the band between them
+    import matplotlib.pyplot as plt
+
+    ax = cur.plot()
+    empirical, certified = ax.lines
+    for line, values in ((empirical, cur.empirical), (certified, cur.certified)):
+        np.testing.assert_allclose(line.get_xdata(), cur.eps.numpy())
+        np.testing.assert_allclose(line.get_ydata(), values.numpy())
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() >= cur.certified.min().item() - 1e-12 and ys.max() <= cur.empirical.max().item() + 1e-12
+    assert ax.get_xlabel() == f"budget eps ({norm})" and ax.get_ylabel() == "robust accuracy"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(legend) == 2 and legend[0].endswith("(attack)") and legend[1].endswith("(certified)")
+    plt.close(ax.figure)
 
 
 def test_minimal_attack_curve_matches_exact_margins():
@@ -68,7 +83,6 @@ def test_custom_fixed_budget_attack_and_unsorted_budgets():
 
 
 def test_certifier_by_name_uses_probe_certify():
-    pytest.importorskip("probe.certify")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     x = torch.randn(10, 4)

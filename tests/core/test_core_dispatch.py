@@ -9,7 +9,6 @@ from probe.testing import AffineClassifier, affine_margin, onehot_minimal_edits
 
 
 def test_onehot_space_dispatches_to_the_edit_search():
-    pytest.importorskip("probe.attacks.edit_search")
     k, length = 4, 10
     model = AffineClassifier.random(n_features=k * length, n_classes=2, seed=3)
     letters = torch.randint(0, k, (8, length), generator=torch.Generator().manual_seed(0))
@@ -26,7 +25,6 @@ def test_onehot_space_dispatches_to_the_edit_search():
 
 
 def test_model_without_gradients_dispatches_to_hopskipjump():
-    pytest.importorskip("probe.attacks.hopskipjump")
     model = AffineClassifier.random(n_features=6, n_classes=3, seed=4)
 
     class BlackBox:

@@ -1,5 +1,6 @@
 """Sensitivity maps against their closed forms on affine models."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,4 +122,19 @@ def test_attribution_frame_and_plot():
     att = sensitivity(model, x, method="gradient")
     df = att.to_frame()
     assert len(df) == x.numel()
-    assert att.plot() is not None
+    # one bar per feature, largest |attribution| on top, bar lengths the attribution values
+    import matplotlib.pyplot as plt
+
+    v = att.values[2].numpy()
+    ax = att.plot(index=2)
+    order = np.argsort(np.abs(v))  # bottom to top
+    assert len(ax.patches) == len(v)
+    np.testing.assert_allclose([bar.get_width() for bar in ax.patches], v[order])
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(i) for i in order]
+    red = np.array([bar.get_facecolor()[0] > bar.get_facecolor()[2] for bar in ax.patches])
+    np.testing.assert_array_equal(red, v[order] >= 0)  # red for positive, blue for negative
+    assert ax.get_title() == "gradient" and ax.get_xlabel() == "attribution"
+    names = [f"f{i}" for i in range(len(v))]
+    top = att.plot(index=2, names=names, top=3)
+    assert [t.get_text() for t in top.get_yticklabels()] == [names[i] for i in order[-3:]]
+    plt.close("all")

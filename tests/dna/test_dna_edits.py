@@ -133,6 +133,34 @@ def test_bad_arguments():
     assert res.success.all() and all(e == [] for e in res.edits)
 
 
+class Profile(torch.nn.Module):
+    """A profile head, (N, 2, L - 2): two tracks per position, no reduction to one score per class."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_outputs_that_are_not_n_or_n_k_are_refused_by_shape():
+    X = _seqs(3, 10)
+    with pytest.raises(ProbeError, match=r"shape \(1, 2, 3\).*needs shape \(N,\) or \(N, K\)"):
+        minimal_edits(lambda x: x[:, :2, :3] * 2.0, X)  # (N, 2, 3): would be read as 6 classes
+    profile = Profile().train()
+    flags = [p.requires_grad for p in profile.parameters()]
+    with pytest.raises(ProbeError, match=r"shape \(1, 2, 8\).*\(N,\) or \(N, K\)"):
+        minimal_edits(profile, X, Threshold(0.0))
+    assert profile.training and flags == [p.requires_grad for p in profile.parameters()]
+    # (N,) and (N, K) are what a criterion reads; the same profile model is fine for ISM, which flattens it
+    W = Additive(10).W.detach()
+    flat = minimal_edits(lambda x: (x * W).sum((1, 2)), X, Threshold(-1.0), max_edits=3)
+    column = minimal_edits(lambda x: (x * W).sum((1, 2))[:, None], X, Threshold(-1.0), max_edits=3)
+    assert flat.edits == column.edits
+    assert saturation_mutagenesis(profile, X).shape == (3, 4, 10, 16)
+
+
 def test_edits_of_all_sizes_are_found_by_beam_search():
     # an AND of two sites: both must be broken, so the answer is exactly two edits
     def model(x):

@@ -36,17 +36,34 @@ def _model(kind, length, seed=0):
     return m.eval()
 
 
+# where the convolutional trunk ends: the layers left for the head, and whether that head is Flatten + Linear
+HEADS = {"basset": ([nn.Flatten, nn.Linear], True), "strided": ([nn.AdaptiveMaxPool1d, nn.Flatten, nn.Linear], False),
+         "profile": ([], False)}
+
+
 @pytest.mark.parametrize("kind", ["basset", "strided", "profile"])
-def test_fast_path_equals_plain_path(kind, device):
+def test_fast_path_equals_plain_path(kind, device, monkeypatch):
     X = _seqs(3, 47)
     X[1, :, 10] = 0  # an N
     X[2, :, 0] = 0  # an N at the edge
     m = _model(kind, 47).to(device)
+    trunk = ConvTrunk(m)
+    assert ([type(layer) for layer in trunk.head], trunk.linear) == HEADS[kind]
+    calls = []
+    real = ConvTrunk.edits
+
+    def counted(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(ConvTrunk, "edits", counted)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the fast path must pass its own check
         fast = saturation_mutagenesis(m, X.to(device), fast=True, batch_size=61)
+    n_fast = len(calls)
+    assert n_fast > 1  # the edits really went through the trunk (its first call is the check against the plain path)
     plain = saturation_mutagenesis(m, X.to(device), fast=False, batch_size=500)
-    assert ConvTrunk(m) is not None
+    assert len(calls) == n_fast  # and the plain path never does
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
 
 
@@ -133,7 +150,8 @@ def test_bad_model_output_names_the_record():
 
 
 def test_equals_tangermeme_raw_outputs():
-    tsm = pytest.importorskip("tangermeme.saturation_mutagenesis")
+    # the reference tool is in the test extra: a missing install fails here rather than skipping the comparison
+    from tangermeme import saturation_mutagenesis as tsm
     X = one_hot(["ACGTTGCAAGGCTTACCGATAGCTAGCTAACGGATCGATCGGATNNACGT",
                  "TTGACGTAGCTAGCTAGGATCGATCGTAGCTAGCTAGCTGACGGATCAGC"])
     m = _model("basset", X.shape[2]).double()

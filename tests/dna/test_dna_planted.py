@@ -105,10 +105,26 @@ def test_cli_and_plots(trained, tmp_path):
     model, test, keep, _ = trained
     X = test.X[keep[:2]]
     res = dna.minimal_edits(model, X, max_edits=4)
-    ax = res.plot(0, ism=dna.saturation_mutagenesis(model, X)[..., 0])
-    dna.plot_logo(dna.saliency(model, X), 1, edits=res.edits[1], sites=test.sites[test.sites.sequence == keep[1]])
+    ism = dna.saturation_mutagenesis(model, X)[..., 0]
+    ax = res.plot(0, ism=ism)
+    # the heat map is the ISM table, the dots the reference bases, one box per edit at (position, new base)
+    (image,) = ax.images
+    np.testing.assert_allclose(np.asarray(image.get_array()), ism[0].numpy())
+    dots = ax.collections[0].get_offsets()
+    ref_base, ref_pos = np.nonzero(X[0].numpy() == 1)
+    assert sorted(map(tuple, np.asarray(dots).astype(int).tolist())) == sorted(zip(ref_pos.tolist(), ref_base.tolist()))
+    boxes = sorted((int(b.get_x() + 0.5), int(b.get_y() + 0.5)) for b in ax.patches)
+    assert len(res.edits[0]) >= 1 and boxes == sorted((p, "ACGT".index(alt)) for p, _, alt in res.edits[0])
+    assert ax.get_title() == f"{res.names[0]}: {len(res.edits[0])} edit(s)"
+    sites = test.sites[test.sites.sequence == keep[1]]
+    logo = dna.plot_logo(dna.saliency(model, X), 1, edits=res.edits[1], sites=sites)
+    # one red triangle per edit, at its position; one shaded span per planted site
+    marks = [line for line in logo.lines if line.get_marker() == "^"]
+    assert len(marks) >= 1 and sorted(int(m.get_xdata()[0]) for m in marks) == sorted(p for p, _, _ in res.edits[1])
+    spans = [p for p in logo.patches if p.get_alpha() == 0.15]
+    assert len(sites) >= 1 and len(spans) == len(sites)
+    assert logo.get_xlabel() == "position" and logo.get_ylabel() == "attribution"
     plt.close("all")
-    assert ax is not None
     torch.jit.script(model).save(str(tmp_path / "m.pt"))
     fasta = tmp_path / "s.fa"
     fasta.write_text("".join(f">{n}\n{s}\n" for n, s in zip(test.sequences.names[:3], test.sequences.sequences[:3])))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from domains.epi import cori, datasets
+from domains.epi import bounds, cori, datasets
 from domains.epi.bounds import ReportingError, cori_mean_bounds, cori_mean_of_counts
 from probe.attacks.pgd import PGD
 from probe.criteria import Threshold
@@ -57,6 +57,32 @@ def test_bound_attained_by_worst_case_and_checked(flu, error):
                        allow_fractional=True)["mean"].iloc[0]
             assert got == pytest.approx(bound[j], abs=1e-6)
     assert (res.lower[ok] <= res.estimate[ok]).all() and (res.estimate[ok] <= res.upper[ok]).all()
+
+
+def test_dinkelbach_stops_early_on_both_bounds_and_equals_the_lp():
+    # R = (a + x2) / (1/b + x1) on x = (40, 50) +- 10 %: the minimum is (a + 45)/(1/b + 44) (closed form above).
+    # The minimum is found by maximising -R, a negative ratio: the stopping test must hold there too.
+    form = bounds._LinearFractional(alpha=1.0, c=np.array([0.0, 1.0]), beta=0.2, d=np.array([1.0, 0.0]))
+    x0 = np.array([40.0, 50.0])
+    lo, hi = ReportingError(relative=0.1).box(x0)
+    for sense, exact in ((1, 56 / 36.2), (-1, 46 / 44.2)):
+        dk = bounds._dinkelbach(form, x0, lo, hi, None, sense)
+        v_lp, _ = bounds._lp(form, x0, lo, hi, None, sense)
+        assert dk.value == pytest.approx(exact, rel=1e-14) and v_lp == pytest.approx(exact, rel=1e-9)
+        # one step to the optimal vertex, one to see that nothing improves
+        assert dk.iterations == 2, (sense, dk.iterations)
+
+
+@pytest.mark.parametrize("error", MODELS, ids=lambda e: e.describe())
+def test_dinkelbach_iterations_are_few_for_lower_and_upper(flu, error):
+    res = cori_mean_bounds(flu.incidence, flu.serial_interval, error)
+    ok = np.isfinite(res.upper)
+    its = res.extras["dinkelbach_iterations"]
+    assert its.shape == (len(res.t_end), 2)
+    # superlinear convergence: a handful of steps (200, the cap, before the stopping test was relative to |R|)
+    assert (its[ok] >= 1).all() and (its[ok] <= 8).all(), its[ok].max(0)
+    assert (its[~ok] == 0).all()
+    assert np.nanmax(res.check_gap[ok]) < 1e-9  # and the early stop still meets the Charnes-Cooper LP
 
 
 def _sample(x, error, n, rng):

@@ -40,14 +40,30 @@ def test_relative_error_feature_box_is_exact(c, rho, frac):
     lo, hi = feature_box(np.array([c * (1 - rho)]), np.array([c * (1 + rho)]))
     f = math.log1p(c * (1 + e))
     assert lo[0] - 1e-12 <= f <= hi[0] + 1e-12
-    # the whole box lies in the L-inf ball of radius -log(1 - rho) around log1p(c)
-    assert abs(f - math.log1p(c)) <= -math.log1p(-rho) + 1e-12
+    # the box is no wider than that: it lies in the L-inf ball of radius -log(1 - rho) around log1p(c)
+    assert max(math.log1p(c) - lo[0], hi[0] - math.log1p(c)) <= -math.log1p(-rho) + 1e-12
 
 
-def test_log1p_of_rho_is_not_the_radius():
-    # a 10 % under-count of a large count moves the feature by more than log(1.1)
-    c, rho = 1e4, 0.1
-    assert abs(math.log1p(c * (1 - rho)) - math.log1p(c)) > math.log1p(rho)
+def test_lipschitz_band_uses_the_exact_feature_radius(estimator):
+    # |dlog R| <= K_inf * max_t |df_t|, with the feature radius worked out here from the counts: on day t,
+    # f = log1p(count) moves by up to max(log1p(c) - log1p((1 - rho) c), log1p((1 + rho) c) - log1p(c)),
+    # which for a large count is -log(1 - rho) (an under-count), more than log(1 + rho)
+    rho = 0.1
+    y = simulate(80, n_series=1, seed=3, seed_cases=300.0, r_t=1.3, reporting_rate=1.0).observed[0]  # to ~2e4/day
+    res = neural_bounds(estimator, y, ReportingError(relative=rho), methods=("lipschitz",))
+    win = np.lib.stride_tricks.sliding_window_view(y, estimator.length)
+    down = np.log1p(win) - np.log1p((1 - rho) * win)
+    up = np.log1p((1 + rho) * win) - np.log1p(win)
+    radius = np.maximum(down, up).max(axis=1)
+    k = res.lipschitz["linf"]
+    assert k == pytest.approx(estimator.lipschitz_upper_bound("linf"), rel=1e-6)
+    lo, hi = res.per_method["lipschitz-linf"]
+    np.testing.assert_allclose(np.log(hi / res.estimate), k * radius, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.log(res.estimate / lo), k * radius, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(res.lower, lo)  # the only method asked for
+    big = win.max(axis=1) > 1e3
+    assert big.sum() > 10 and (radius[big] > math.log1p(rho) + 0.009).all()
+    np.testing.assert_allclose(radius[big], -math.log1p(-rho), rtol=1e-3)
 
 
 def test_folding_the_centring_is_exact():

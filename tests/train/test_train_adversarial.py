@@ -115,9 +115,18 @@ def test_loop_callbacks_seed_and_model_state(digits):
 def test_training_on_device(digits, device):
     x, y, _, _ = digits
     model = make_mlp()
-    res = trades(model, make_loader(x[:128], y[:128]), eps=0.1, steps=2, epochs=1, device=device)
-    assert next(model.parameters()).device.type == "cpu"
-    assert res.history[0].loss > 0
+    before = [p.detach().clone() for p in model.parameters()]
+    res = trades(model, make_loader(x[:128], y[:128]), eps=0.1, steps=2, epochs=1, device=device, seed=0)
+    # given back on the CPU it came from, with its weights trained in place ...
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    # ... and the same training as on the CPU with the model's own device (the default)
+    ref = make_mlp()
+    expected = trades(ref, make_loader(x[:128], y[:128]), eps=0.1, steps=2, epochs=1, seed=0)
+    tol = {"atol": 1e-4, "rtol": 1e-4} if device.type == "cuda" else {"atol": 0.0, "rtol": 0.0}
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, **tol)
+    assert res.history[0].loss == pytest.approx(expected.history[0].loss, rel=tol["rtol"], abs=tol["atol"])
 
 
 class _NoParams(torch.nn.Module):
