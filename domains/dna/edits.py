@@ -10,8 +10,7 @@ import torch
 
 from probe import AttackResult, Attribution, Criterion, OneHot, ProbeError
 from probe.attacks.edit_search import EditSearch
-from probe.devices import model_hygiene, resolve_device
-from probe.models import clean_outputs
+from probe.devices import resolve_device
 
 from .io import ALPHABET, Sequences, decode
 from .ism import prepare_input
@@ -134,11 +133,6 @@ def minimal_edits(model: object, X: object, criterion: Criterion | None = None, 
         raise ProbeError(f"mask has {m.shape[-1]} positions, the sequences {Xt.shape[-1]}")
     if m is not None and m.dim() == 2 and m.shape[0] != len(Xt):
         raise ProbeError(f"mask has {m.shape[0]} rows for {len(Xt)} sequences")
-    # the criterion reads (N,) or (N, K); the attack's forward would flatten a profile (N, C, L) into C * L
-    # "classes", so one sequence is scored first, unflattened, to refuse such a model by its shape
-    if len(Xt):
-        with model_hygiene(model, dev) as net:
-            clean_outputs(net, Xt[:1], None, flatten=False)
     # a per-sequence mask (N, L) travels with its sequences through the attack's batches
     result = attack(model, Xt, criterion, space=OneHot(mask=m), batch_size=batch_size, device=dev,
                     already_satisfied=already_satisfied, progress=progress)

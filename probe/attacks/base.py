@@ -183,7 +183,8 @@ class Attack:
                     spread[0] += len(z)  # rows that cannot be attributed: shared out evenly below
                 return forward(counter, z, check=False)
 
-            clean = clean_outputs(m, x, batch_size)
+            # a criterion reads output columns: (N, C, L) must not pass as C * L classes
+            clean = clean_outputs(m, x, batch_size, flatten=False)
             reference = criterion.prepare(clean)
             if reference.shape[0] != len(x):
                 raise ProbeError(f"{criterion!r} gave a reference for {reference.shape[0]} inputs, expected {len(x)}")

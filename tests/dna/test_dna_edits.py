@@ -146,11 +146,11 @@ class Profile(torch.nn.Module):
 
 def test_outputs_that_are_not_n_or_n_k_are_refused_by_shape():
     X = _seqs(3, 10)
-    with pytest.raises(ProbeError, match=r"shape \(1, 2, 3\).*needs shape \(N,\) or \(N, K\)"):
+    with pytest.raises(ProbeError, match=r"shape \(3, 2, 3\).*needs shape \(N,\) or \(N, K\)"):
         minimal_edits(lambda x: x[:, :2, :3] * 2.0, X)  # (N, 2, 3): would be read as 6 classes
     profile = Profile().train()
     flags = [p.requires_grad for p in profile.parameters()]
-    with pytest.raises(ProbeError, match=r"shape \(1, 2, 8\).*\(N,\) or \(N, K\)"):
+    with pytest.raises(ProbeError, match=r"shape \(3, 2, 8\).*\(N,\) or \(N, K\)"):
         minimal_edits(profile, X, Threshold(0.0))
     assert profile.training and flags == [p.requires_grad for p in profile.parameters()]
     # (N,) and (N, K) are what a criterion reads; the same profile model is fine for ISM, which flattens it
