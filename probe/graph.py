@@ -79,7 +79,9 @@ class GraphNode:
     source : str
         ``file:line`` of the user's code that produced it, where known.
     module : nn.Module or None
-        The layer it came from, where it came from one (``nn.Conv1d``, ``nn.Linear``, ...).
+        The innermost module it ran in (``nn.Conv1d``, ``nn.Linear``, or the model itself).
+    path : str
+        That module's name in the model (``"rconvs.0"``; ``""`` for the model itself).
     """
 
     name: str
@@ -89,6 +91,7 @@ class GraphNode:
     shape: tuple[int, ...] = ()
     source: str = ""
     module: nn.Module | None = None
+    path: str = ""
 
     @property
     def act(self) -> str:
@@ -327,6 +330,14 @@ def _owner(fx_node: torch.fx.Node, root: nn.Module) -> nn.Module | None:
         return None
 
 
+def _path(fx_node: torch.fx.Node) -> str:
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path[len("model."):] if path.startswith("model.") else ("" if path == "model" else path)
+
+
 def _dim(d: int, rank: int) -> int:
     return d + rank if d < 0 else d
 
@@ -422,6 +433,7 @@ def _normalise(gm: torch.fx.GraphModule, lifted: dict, root: nn.Module) -> list[
         node.shape = _shape(fx_node) if not multi else _shape_of_first(fx_node)
         if node.module is None:
             node.module = _owner(fx_node, root)
+        node.path = _path(fx_node)
         env[fx_node.name] = _Multi(len(nodes)) if multi else len(nodes)
         nodes.append(node)
     return nodes
@@ -461,11 +473,22 @@ def _shape_of_first(fx_node: torch.fx.Node) -> tuple[int, ...]:
     return tuple(int(s) if not isinstance(s, torch.SymInt) else -1 for s in v.shape[1:])
 
 
+def _module_path(fx_node: torch.fx.Node) -> str:
+    """``'2.1' (LayerNorm)``: the innermost module the operation ran in, without the capture's own wrapper."""
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path, kind = _path(fx_node), list(stack.values())[-1][1]
+    kind = getattr(kind, "__name__", str(kind)).rsplit(".", 1)[-1]
+    return f"{path!r} ({kind})" if path else f"({kind})"
+
+
 def _unsupported(fx_node: torch.fx.Node, what: str | None = None) -> ProbeError:
     where = _source(fx_node)
+    module = _module_path(fx_node)
     what = what or f"operation {fx_node.target}"
     return ProbeError(f"the model graph has no rule for {what} (node {fx_node.name!r}"
-                      f"{', at ' + where if where else ''}); supported are convolutions, linear layers, batch norm "
+                      f"{' in module ' + module if module else ''}{', at ' + where if where else ''}); supported are convolutions, linear layers, batch norm "
                       f"(eval), additions, scaling by constants, concatenation, slicing, means and sums over axes, "
                       f"reshapes and permutations, padding, pooling and the activations {', '.join(ACTIVATIONS)}")
 

@@ -185,18 +185,19 @@ def conv_l2_upper_bound(conv: nn.Module, spatial: Sequence[int]) -> float:
 
 
 def _row_col_sums(module: nn.Module | None, fn: Callable, in_shape: tuple[int, ...], dtype: torch.dtype,
-                  device: torch.device | None) -> tuple[float, float, int, int]:
+                  device: torch.device | None, abs_fn: Callable | None = None) -> tuple[float, float, int, int]:
     """Largest absolute row sum and column sum of the layer's matrix, and its numbers of rows and columns."""
     z = torch.zeros((1,) + tuple(in_shape), dtype=dtype, device=device, requires_grad=True)
     with torch.enable_grad():
-        y = abs_linear_apply(module, torch.ones_like(z) + z, fn)
+        r = torch.ones_like(z) + z
+        y = abs_fn(r) if abs_fn is not None else abs_linear_apply(module, r, fn)
         (col,) = torch.autograd.grad(y, z, grad_outputs=torch.ones_like(y))
     return float(y.detach().max()), float(col.max()), y.numel(), z.numel()
 
 
 def operator_norm_upper_bound(module: nn.Module | None, in_shape: Sequence[int] | None = None, *,
-                              norm: str = "l2", fn: Callable | None = None, device: torch.device | None = None,
-                              dense_limit: int = DENSE_LIMIT) -> OperatorNorm:
+                              norm: str = "l2", fn: Callable | None = None, abs_fn: Callable | None = None,
+                              device: torch.device | None = None, dense_limit: int = DENSE_LIMIT) -> OperatorNorm:
     r"""A proven upper bound on :math:`\lVert M\rVert_{p\to p}` for the linear part M of an affine layer.
 
     Parameters
@@ -210,6 +211,9 @@ def operator_norm_upper_bound(module: nn.Module | None, in_shape: Sequence[int] 
     norm : {"l2", "linf", "l1"}, default "l2"
     fn : callable, optional
         The layer as a function, where it is not the module itself (graph nodes).
+    abs_fn : callable, optional
+        ``r -> |M| r`` where ``fn`` is not a map with non-negative coefficients and no offset
+        (a scaling by a negative constant, an added constant, padding with a value).
     dense_limit : int, default 2**22
         Layers whose matrix has at most this many entries are written out and bounded exactly
         (SVD for L2); larger ones get the circular (convolutions) or Hölder bound.
@@ -244,7 +248,8 @@ def operator_norm_upper_bound(module: nn.Module | None, in_shape: Sequence[int] 
     op = fn if mod64 is None else mod64
     param = next(iter(module.parameters()), None) if module is not None else None
     dev = device if device is not None else (param.device if param is not None else None)
-    rows, cols, n_out, n_in = _row_col_sums(mod64, op, in_shape, torch.float64, dev)
+    rows, cols, n_out, n_in = _row_col_sums(mod64, op, in_shape, torch.float64, dev,
+                                            abs_fn if mod64 is None else None)
     if norm == "linf":
         return OperatorNorm(_round_up(rows, n_in), norm, "row-sums")
     if norm == "l1":

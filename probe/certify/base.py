@@ -171,7 +171,8 @@ def compute_bounds(graph: Graph, inputs: InputSet, method: BoundMethod, spec: to
 def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm: str = "linf",
                   method: str | BoundMethod = "crown", lower: object = None, upper: object = None,
                   spec: torch.Tensor | None = None, batch_size: int | None = 256,
-                  device: str | torch.device | None = None) -> Certificate:
+                  device: str | torch.device | None = None, output: int | str | None = None,
+                  reduce: object = None) -> Certificate:
     r"""Sound bounds on every output of ``model`` over a perturbation set around each input.
 
     For every :math:`x'` with :math:`\lVert x' - x_n\rVert_p \le \epsilon_n` (or inside the
@@ -180,9 +181,10 @@ def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm
     Parameters
     ----------
     model : torch.nn.Module
-        A feed-forward graph (nested ``nn.Sequential`` or a traceable ``forward``) of Linear,
-        Conv1d/2d/3d, ReLU, LeakyReLU, Tanh, Sigmoid, AvgPool, MaxPool, Flatten, BatchNorm
-        (eval), Dropout (eval) and residual additions.
+        Any module :func:`probe.graph.capture` reads: custom ``forward`` methods and wrappers of
+        Linear, Conv1d/2d/3d (dilated, strided), BatchNorm (eval), pooling, residual additions,
+        concatenation, slicing and cropping, means and sums over axes, reshapes and permutations,
+        and the activations ReLU, LeakyReLU, GELU, SiLU, Softplus, ELU, Tanh, Sigmoid and exp.
     x : torch.Tensor, shape (N, ...)
         Centres; never modified.
     eps : float, torch.Tensor of shape (N,) or shaped like ``x``
@@ -201,6 +203,9 @@ def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm
         Inputs bounded at a time; results do not depend on it.
     device : str or torch.device, optional
         Default: the model's device; for a model without parameters the input's; else the CPU.
+    output, reduce : optional
+        For a model with several outputs (a tuple or dict): which one to bound (index or key),
+        and an optional reduction of it (see :func:`probe.graph.capture`).
 
     Returns
     -------
@@ -212,7 +217,6 @@ def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm
     x = as_input(x, device=dev)
     inputs = make_input_set(x, eps, norm=norm, lower=lower, upper=upper)
     with model_hygiene(model, dev) as m:
-        graph = build_graph(m)
-        graph.infer_shapes(x)
+        graph = build_graph(m, x, output=output, reduce=reduce)
         lo, hi = compute_bounds(graph, inputs, bm, spec, batch_size)
     return Certificate(lower=lo, upper=hi, radius=None, method=bm.name, confidence=None)

@@ -63,6 +63,8 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
         return a_lo, torch.zeros_like(u), chord, b_up
     if act == "convex":
         return _relax_convex(node, l, u)
+    if act in _CURVATURE:
+        return _relax_smooth(node, l, u)
     f = torch.tanh if act == "tanh" else torch.sigmoid
     fl, fu = f(l), f(u)
     width = u - l
@@ -75,6 +77,33 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
         a_lo = torch.where(tiny, flat, a_lo)
         a_up = torch.where(tiny, flat, a_up)
     return a_lo, fl - a_lo * l, a_up, fu - a_up * u
+
+
+#: bounds on |f''| over the real line: GELU phi(x)(2 - x^2) peaks at 2 phi(0) = 0.79788; SiLU's at x = 0, 1/2
+_CURVATURE = {"gelu": 0.7979, "silu": 0.5001}
+_GRID = 17
+
+
+def _relax_smooth(node: Node, l: torch.Tensor, u: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Activations that are neither monotone nor convex (GELU, SiLU): two lines parallel to the chord.
+
+    With slope :math:`a = (f(u) - f(l)) / (u - l)`, :math:`h(x) = f(x) - a x` is sampled at K
+    evenly spaced points of [l, u]. Between two samples :math:`\Delta` apart, a function with
+    :math:`|h''| \le M` stays within :math:`M \Delta^2 / 8` of their chord, so
+    :math:`\min h \ge \min_k h(t_k) - M\Delta^2/8` and :math:`\max h \le \max_k h(t_k) + M\Delta^2/8`:
+    the offsets of the lower and upper lines.
+    """
+    width = u - l
+    tiny = width <= 1e-6 * (1 + l.abs())
+    fl, fu = node(l), node(u)
+    a = torch.where(tiny, torch.zeros_like(u), (fu - fl) / torch.where(tiny, torch.ones_like(width), width))
+    t = torch.linspace(0, 1, _GRID, dtype=l.dtype, device=l.device).view((-1,) + (1,) * l.dim())
+    pts = l.unsqueeze(0) + t * width.unsqueeze(0)
+    h = node(pts) - a.unsqueeze(0) * pts
+    gap = _CURVATURE[node.act] * (width / (_GRID - 1)) ** 2 / 8
+    slack = 1e-6 * (1 + h.abs().amax(0))
+    return a, h.amin(0) - gap - slack, a, h.amax(0) + gap + slack
 
 
 def _relax_convex(node: Node, l: torch.Tensor, u: torch.Tensor
@@ -97,10 +126,10 @@ def _relax_convex(node: Node, l: torch.Tensor, u: torch.Tensor
 
 def _maxpool_relax(node: Node, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat input index of each window's largest lower bound, and the window's largest upper bound."""
-    m = node.module
+    a = node.attrs
     pool = {3: F.max_pool1d, 4: F.max_pool2d, 5: F.max_pool3d}[l.dim()]
-    _, idx = pool(l, m.kernel_size, m.stride, m.padding, return_indices=True)
-    umax = pool(u, m.kernel_size, m.stride, m.padding)
+    _, idx = pool(l, a["kernel"], a["stride"], a["padding"], return_indices=True)
+    umax = pool(u, a["kernel"], a["stride"], a["padding"])
     plane = math.prod(l.shape[2:])
     channel = torch.arange(l.shape[1], device=l.device).view((1, -1) + (1,) * (l.dim() - 2))
     return (idx + channel * plane).flatten(1), umax
@@ -137,9 +166,16 @@ def backward_lower(graph: Graph, target: int, A: torch.Tensor, relax: dict, inpu
             A_in = A.new_zeros(n, s, d_in).scatter_add_(2, idx.unsqueeze(1).expand(n, s, -1), pos)
             A_in = A_in.view((n, s) + tuple(in_shape))
             offset = offset + (neg * umax.flatten(1).unsqueeze(1)).sum(2)
-        else:  # add: the same coefficients flow to both summands
-            coeffs[node.inputs[1]] = coeffs.get(node.inputs[1], 0) + A
+        elif node.kind == "add":  # a + alpha b: the coefficients flow to both summands
+            other = node.inputs[1]
+            coeffs[other] = coeffs.get(other, 0) + (A if node.alpha == 1.0 else node.alpha * A)
             A_in = A
+        else:  # cat: each input takes its slice of the coefficients
+            sizes = [graph.nodes[j].shape[node.dim - 1] for j in node.inputs]
+            parts = torch.split(A, sizes, dim=node.dim + 1)
+            for j, part in zip(node.inputs[1:], parts[1:]):
+                coeffs[j] = coeffs[j] + part if j in coeffs else part
+            A_in = parts[0]
         coeffs[src] = coeffs[src] + A_in if src in coeffs else A_in
     return result
 

@@ -1,42 +1,40 @@
-"""A feed-forward model as a small graph of boundable operations, read with ``torch.fx``.
+"""The bound-propagation view of the captured model graph (:mod:`probe.graph`).
 
-Bound propagation needs to know, for every operation, whether it is affine (and how to
-apply its transpose and its absolute value), an element-wise monotone activation (and
-its linear relaxation), a max-pool, or a residual addition. :func:`build_graph` traces
-the model once (nested ``nn.Sequential`` and plain ``forward`` methods alike) and raises
-a :class:`~probe.ProbeError` naming the first operation it cannot bound.
+Bound propagation needs to know, for every operation, whether it is affine (and how to apply
+its transpose and its absolute value), an element-wise activation (and its linear relaxation),
+a max-pool, a sum of two nodes or a concatenation. :func:`build_graph` reads the one captured
+graph of :func:`probe.graph.capture` (nothing here traces models) into these five kinds and
+raises a :class:`~probe.ProbeError` naming the first operation it cannot bound.
 """
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ProbeError
+from ..graph import LINEAR_KINDS, GraphNode, ModelGraph, capture
 from ..operator_norms import abs_linear_apply, batchnorm_affine
 
 __all__ = ["Node", "Graph", "build_graph", "abs_apply", "affine_backward", "batchnorm_affine"]
 
-_AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-                   nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-                   nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_ACT_MODULES = {nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
-                nn.Softplus: "convex", nn.ELU: "convex"}
-_ACT_FUNCTIONS = {F.relu: "relu", torch.relu: "relu", F.leaky_relu: "leaky_relu", torch.tanh: "tanh",
-                  F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
-_ACT_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
-_MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+#: activations with a relaxation: the CROWN name of each graph activation
+_ACTS = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "softplus": "convex",
+         "elu": "convex", "exp": "convex", "gelu": "gelu", "silu": "silu"}
 
 
 @dataclass
 class Node:
     """One operation of the graph.
 
-    ``kind`` is "input", "affine", "act", "maxpool" or "add"; ``inputs`` index earlier nodes.
+    ``kind`` is "input", "affine", "act", "maxpool", "add" (``a + alpha * b``) or "cat" (along
+    ``dim``); ``inputs`` index earlier nodes. ``module`` is a Linear, ConvNd or BatchNorm layer for
+    the nodes that are one (the user's own layer where the graph came from one), else None.
     """
 
     name: str
@@ -47,6 +45,11 @@ class Node:
     act: str = ""
     slope: float = 0.0
     shape: tuple[int, ...] = ()
+    alpha: float = 1.0
+    dim: int = 1
+    source: str = ""
+    abs_fn: Callable | None = None
+    attrs: dict = field(default_factory=dict)
 
     def __call__(self, *xs: torch.Tensor) -> torch.Tensor:
         return self.fn(*xs)
@@ -57,6 +60,9 @@ class Node:
         with torch.enable_grad():
             (g,) = torch.autograd.grad(self.fn(z).sum(), z)
         return g
+
+    def describe(self) -> str:
+        return f"{self.name!r}{' at ' + self.source if self.source else ''}"
 
 
 @dataclass
@@ -83,113 +89,106 @@ class Graph:
             vals.append(x if n.kind == "input" else n(*[vals[j] for j in n.inputs]))
         return vals
 
-    def infer_shapes(self, x: torch.Tensor) -> None:
-        with torch.no_grad():
-            for n, v in zip(self.nodes, self.forward(x[:1])):
-                n.shape = tuple(v.shape[1:])
+
+def _layer(g: GraphNode) -> nn.Module | None:
+    """The node as an nn.Linear / ConvNd / BatchNorm holding the graph's own tensors (no copies)."""
+    a = g.attrs
+    m = g.module
+    if g.kind == "linear":
+        if isinstance(m, nn.Linear) and m.weight is a["weight"]:
+            return m
+        w = a["weight"]
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=a["bias"] is not None, device="meta")
+        lin.weight, lin.bias = _param(w), _param(a["bias"])
+        return lin
+    if g.kind == "conv":
+        w = a["weight"]
+        d = w.dim() - 2
+        if isinstance(m, _CONVS[d]) and m.weight is w and m.padding_mode == "zeros":
+            return m
+        conv = _CONVS[d](w.shape[1] * a["groups"], w.shape[0], w.shape[2:], stride=a["stride"],
+                         padding=a["padding"], dilation=a["dilation"], groups=a["groups"],
+                         bias=a["bias"] is not None, device="meta")
+        conv.weight, conv.bias = _param(w), _param(a["bias"])
+        return conv
+    if g.kind == "batchnorm":
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is a["var"]:
+            return m
+        c = a["var"].shape[0]
+        bn = nn.BatchNorm1d(c, eps=a["eps"], affine=a["weight"] is not None, device="meta")
+        bn.weight, bn.bias = _param(a["weight"]), _param(a["bias"])
+        bn.running_mean, bn.running_var = a["mean"], a["var"]
+        return bn.eval()
+    return None
 
 
-def _check_module(name: str, m: nn.Module) -> None:
-    if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.running_mean is None or m.running_var is None):
-        raise ProbeError(f"layer {name!r} ({type(m).__name__}) has no running statistics "
-                         "(track_running_stats=False), so it is not a fixed affine map and cannot be bounded")
-
-
-def _flatten_fn(args: tuple, kwargs: dict) -> object:
-    start = kwargs.get("start_dim", args[1] if len(args) > 1 else 0)
-    end = kwargs.get("end_dim", args[2] if len(args) > 2 else -1)
-    if start < 1 and start != -1:
+def _param(t: torch.Tensor | None) -> nn.Parameter | None:
+    if t is None:
         return None
-    return lambda t: torch.flatten(t, start, end)
+    return t if isinstance(t, nn.Parameter) else nn.Parameter(t, requires_grad=False)
 
 
-def build_graph(model: nn.Module) -> Graph:
-    """Trace ``model`` into a :class:`Graph` of boundable operations.
+def _abs_fn(g: GraphNode) -> Callable | None:
+    """|M| r for the linear part of nodes whose coefficients can be negative or that add an offset."""
+    a = g.attrs
+    if g.kind in ("shift", "identity"):
+        return lambda r: r
+    if g.kind in ("scale", "scale_shift"):
+        c = a["value"] if g.kind == "scale" else a["scale"]
+        return lambda r, c=c: r * (c.abs().to(r) if torch.is_tensor(c) else abs(c))
+    if g.kind == "pad":
+        return lambda r, p=a["pad"]: torch.nn.functional.pad(r, p, value=0.0)
+    return None
+
+
+def build_graph(model: nn.Module, x: torch.Tensor, *, output: int | str | None = None,
+                reduce: Callable | None = None) -> Graph:
+    """The bound-propagation graph of ``model`` on inputs shaped like ``x`` (see :func:`probe.graph.capture`).
 
     Raises
     ------
     ProbeError
-        Naming the first layer or operation that has no bound rule.
+        Naming the first operation, and its source line, that has no bound rule.
     """
     if not isinstance(model, nn.Module):
         raise ProbeError(f"bound propagation needs a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(model, _AFFINE_MODULES + _MAXPOOL + tuple(_ACT_MODULES)):
-        model = nn.Sequential(model)  # a single layer is traced as a leaf, not into its functional code
-    try:
-        gm = torch.fx.symbolic_trace(model)
-    except Exception as err:  # noqa: BLE001 - fx raises many kinds of errors on dynamic code
-        raise ProbeError(f"could not trace {type(model).__name__} into a static graph for bound propagation "
-                         f"({type(err).__name__}: {err}); use an nn.Sequential of supported layers") from err
-    modules = dict(gm.named_modules())
+    return from_model_graph(capture(model, x, output=output, reduce=reduce))
+
+
+def from_model_graph(mg: ModelGraph) -> Graph:
+    """Read a captured :class:`~probe.graph.ModelGraph` into the bound-propagation kinds."""
     graph = Graph()
-    index: dict[str, int] = {}
-
-    def arg_index(a: object, node_name: str) -> int:
-        if not isinstance(a, torch.fx.Node) or a.name not in index:
-            raise ProbeError(f"operation {node_name!r} takes an argument bound propagation cannot follow: {a!r}")
-        return index[a.name]
-
-    for fx_node in gm.graph.nodes:
-        op, tgt, args, kwargs = fx_node.op, fx_node.target, fx_node.args, fx_node.kwargs
-        if op == "placeholder":
-            if any(n.kind == "input" for n in graph.nodes):
-                raise ProbeError(f"bound propagation handles models of one input; {type(model).__name__} takes more")
-            node = Node(fx_node.name, "input", [])
-        elif op == "output":
-            out = args[0]
-            if not isinstance(out, torch.fx.Node):
-                raise ProbeError(f"{type(model).__name__} returns {type(out).__name__}; bound propagation needs "
-                                 "a model that returns one tensor")
-            if index[out.name] != len(graph.nodes) - 1:
-                graph.nodes.append(Node("output", "affine", [index[out.name]], fn=lambda t: t))
-            break
-        elif op == "call_module":
-            m = modules[tgt]
-            src = [arg_index(args[0], tgt)]
-            if isinstance(m, _AFFINE_MODULES):
-                _check_module(tgt, m)
-                node = Node(tgt, "affine", src, fn=m, module=m)
-            elif type(m) in _ACT_MODULES:
-                if isinstance(m, nn.ELU) and not 0 <= m.alpha <= 1:
-                    raise ProbeError(f"layer {tgt!r}: ELU with alpha {m.alpha} is not convex; bound propagation "
-                                     "handles 0 <= alpha <= 1")
-                slope = float(getattr(m, "negative_slope", 0.0))
-                node = Node(tgt, "act", src, fn=m, module=m, act=_ACT_MODULES[type(m)], slope=slope)
-            elif isinstance(m, _MAXPOOL):
-                if m.ceil_mode or (m.dilation not in (1, (1,), (1, 1), (1, 1, 1))):
-                    raise ProbeError(f"layer {tgt!r} ({m}) uses ceil_mode or dilation, which bound propagation "
-                                     "does not handle")
-                node = Node(tgt, "maxpool", src, fn=m, module=m)
-            else:
-                raise ProbeError(f"cannot bound layer {tgt!r} ({type(m).__name__}): supported are Linear, "
-                                 "Conv1d/2d/3d, ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, ELU, AvgPool, MaxPool, "
-                                 "Flatten, "
-                                 "BatchNorm (eval), Dropout (eval) and residual additions")
-        elif op in ("call_function", "call_method"):
-            name = f"{fx_node.name} ({tgt if isinstance(tgt, str) else getattr(tgt, '__name__', tgt)})"
-            act = _ACT_FUNCTIONS.get(tgt) if op == "call_function" else _ACT_METHODS.get(tgt)
-            if act is not None:
-                slope = float(kwargs.get("negative_slope", args[1] if len(args) > 1 else 0.01)) \
-                    if act == "leaky_relu" else 0.0
-                fn = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-                      "leaky_relu": lambda t, s=slope: F.leaky_relu(t, s)}[act]
-                node = Node(name, "act", [arg_index(args[0], name)], fn=fn, act=act, slope=slope)
-            elif tgt in (operator.add, torch.add, "add", "__add__") and len(args) == 2 \
-                    and all(isinstance(a, torch.fx.Node) for a in args) and not kwargs:
-                node = Node(name, "add", [arg_index(args[0], name), arg_index(args[1], name)],
-                            fn=lambda a, b: a + b)
-            elif tgt in (torch.flatten, "flatten"):
-                fn = _flatten_fn(args, kwargs)
-                if fn is None:
-                    raise ProbeError(f"operation {name!r} flattens the batch dimension")
-                node = Node(name, "affine", [arg_index(args[0], name)], fn=fn)
-            else:
-                raise ProbeError(f"cannot bound operation {name!r}: bound propagation follows modules, "
-                                 "relu/tanh/sigmoid/leaky_relu, flatten and residual additions")
-        else:
-            raise ProbeError(f"cannot bound operation {fx_node.name!r} of kind {op!r} (a tensor attribute or "
-                             "constant inside forward); use an nn.Sequential of supported layers")
-        index[fx_node.name] = len(graph.nodes)
+    for g in mg.nodes:
+        common = dict(name=g.name, inputs=list(g.inputs), fn=g, shape=tuple(g.shape), source=g.source,
+                      attrs=g.attrs)
+        if g.kind == "input":
+            node = Node(kind="input", **common)
+        elif g.kind in LINEAR_KINDS:
+            layer = _layer(g)
+            if layer is g.module and g.path:
+                common["name"] = g.path  # the user's own layer: named as in the model ("0", "rconvs.3")
+            node = Node(kind="affine", module=layer, abs_fn=_abs_fn(g), **common)
+        elif g.kind == "act":
+            act = _ACTS[g.act]
+            if g.act == "elu" and not (0 <= g.attrs["alpha"] <= 1 and g.attrs["scale"] == 1.0
+                                       and g.attrs["input_scale"] == 1.0):
+                raise ProbeError(f"activation {g.describe()}: ELU with alpha {g.attrs['alpha']} (or scaled) is not "
+                                 "convex; bound propagation handles 0 <= alpha <= 1")
+            if g.act == "leaky_relu" and not 0 <= g.attrs["slope"] <= 1:
+                raise ProbeError(f"activation {g.describe()}: LeakyReLU with negative_slope {g.attrs['slope']} "
+                                 "outside [0, 1] has no bound rule")
+            node = Node(kind="act", act=act, slope=float(g.attrs.get("slope", 0.0)), **common)
+        elif g.kind == "maxpool":
+            if g.attrs["ceil_mode"] or any(d != 1 for d in g.attrs["dilation"]):
+                raise ProbeError(f"max pooling {g.describe()} uses ceil_mode or dilation, which bound propagation "
+                                 "does not handle")
+            node = Node(kind="maxpool", **common)
+        elif g.kind == "add":
+            node = Node(kind="add", alpha=float(g.attrs["alpha"]), **common)
+        elif g.kind == "cat":
+            node = Node(kind="cat", dim=int(g.attrs["dim"]), **common)
+        else:  # pragma: no cover - capture admits no other kinds
+            raise ProbeError(f"no bound rule for {g.describe()}")
         graph.nodes.append(node)
     return graph
 
@@ -200,6 +199,8 @@ def build_graph(model: nn.Module) -> Graph:
 
 def abs_apply(node: Node, r: torch.Tensor) -> torch.Tensor:
     """``|M| r`` for the linear part M of an affine node (``r >= 0``): the radius of an interval."""
+    if node.abs_fn is not None:
+        return node.abs_fn(r)
     return abs_linear_apply(node.module, r, node.fn)
 
 
@@ -228,10 +229,16 @@ def affine_backward(node: Node, A: torch.Tensor, in_shape: tuple[int, ...]) -> t
         scale, shift = batchnorm_affine(m)
         view = (1, 1, -1) + (1,) * (A.dim() - 3)
         return A * scale.view(view), (A * shift.view(view)).flatten(2).sum(2)
-    if m is None or isinstance(m, (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-                                   nn.Dropout3d)):
+    kind = getattr(node.fn, "kind", None)
+    if kind in ("reshape", "identity"):
         return A.reshape((n, s) + tuple(in_shape)), A.new_zeros(n, s)
-    # convolutions and average pools: the transpose is the vector-Jacobian product at any point
+    if kind in ("scale", "shift", "scale_shift") and A.shape[2:] == tuple(in_shape):
+        # element-wise: A_in = A * c, offset = A . f(0)
+        y0 = node(torch.zeros((1,) + tuple(in_shape), dtype=A.dtype, device=A.device))
+        c = node.attrs["value"] if kind == "scale" else (node.attrs["scale"] if kind == "scale_shift" else 1.0)
+        c = c.to(A) if torch.is_tensor(c) else c  # right-aligned broadcasting skips the (N, S) axes
+        return A * c, (A * y0.unsqueeze(1)).flatten(2).sum(2)
+    # convolutions, pools, slices, means, pads, permutations: the transpose is the vector-Jacobian product
     z = torch.zeros((n * s,) + tuple(in_shape), dtype=A.dtype, device=A.device, requires_grad=True)
     with torch.enable_grad():
         y = node(z)

@@ -18,9 +18,23 @@ from torch import nn
 from .base import BoundMethod, InputSet, register_bound_method
 from .graph import Graph, Node, abs_apply, affine_backward
 
-__all__ = ["IBP", "interval_bounds", "backward_to_box"]
+__all__ = ["IBP", "interval_bounds", "backward_to_box", "non_monotone_range", "NON_MONOTONE"]
 
-_RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+#: activations decreasing below one minimiser x* and increasing above it: x* (per GELU approximation)
+NON_MONOTONE = {"gelu": {"none": -0.751792, "tanh": -0.752461}, "silu": {"none": -1.278465}}
+
+
+def non_monotone_range(node: Node, l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact range of GELU / SiLU over [l, u]: decreasing below their minimiser x*, increasing above it.
+
+    The minimum is at ``clamp(x*, l, u)``, the maximum at one of the end points.
+    """
+    x_star = NON_MONOTONE[node.act][node.attrs.get("approximate", "none")]
+    lo = node(torch.clamp(torch.full_like(l, x_star), l, u))
+    # x* is known to 1e-6, where the function is flat to second order (error < 1e-12); the slack is for
+    # rounding of the function values themselves
+    slack = 1e-7 * (1 + lo.abs())
+    return lo - slack, torch.maximum(node(l), node(u)) + slack
 
 
 def _ball_radius(node: Node, inputs: InputSet, center: torch.Tensor) -> torch.Tensor | None:
@@ -55,17 +69,24 @@ def interval_bounds(graph: Graph, inputs: InputSet) -> list[tuple[torch.Tensor, 
         if node.kind == "affine":
             (l, u), j = src[0], node.inputs[0]
             c, r = (l + u) / 2, (u - l) / 2
-            if ball[j] and (node.module is None or isinstance(node.module, _RESHAPES)):
+            if ball[j] and node.fn.kind in ("reshape", "identity"):
                 ball[i] = True
             rb = _ball_radius(node, inputs, c) if ball[j] else None
             c2 = node(c)
             r2 = rb.expand_as(c2) if rb is not None and not ball[i] else abs_apply(node, r)
             out.append((c2 - r2, c2 + r2))
-        elif node.kind in ("act", "maxpool"):
+        elif node.kind == "maxpool" or (node.kind == "act" and node.act not in NON_MONOTONE):
             (l, u) = src[0]
             out.append((node(l), node(u)))
+        elif node.kind == "act":
+            (l, u) = src[0]
+            out.append(non_monotone_range(node, l, u))
         elif node.kind == "add":
-            out.append((src[0][0] + src[1][0], src[0][1] + src[1][1]))
+            (la, ua), (lb, ub) = src
+            a = node.alpha
+            out.append((la + a * lb, ua + a * ub) if a >= 0 else (la + a * ub, ua + a * lb))
+        elif node.kind == "cat":
+            out.append((torch.cat([s[0] for s in src], node.dim), torch.cat([s[1] for s in src], node.dim)))
         else:  # pragma: no cover - build_graph admits no other kinds
             raise AssertionError(node.kind)
     return out

@@ -37,7 +37,8 @@ from .graph import Graph, Node, build_graph
 __all__ = ["LipschitzBound", "lipschitz_bound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
            "register_lipschitz_method", "LIPSCHITZ_METHODS"]
 
-_ACT_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25}
+# largest |f'|: GELU's is Phi(x) + x phi(x) at x = sqrt(2), SiLU's sigma(x)(1 + x(1 - sigma(x))) at x ~ 2.40
+_ACT_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25, "gelu": 1.1290, "silu": 1.0999}
 _OUTPUT_FACTOR = {"l2": math.sqrt(2.0), "linf": 2.0, "l1": 1.0}
 
 
@@ -71,30 +72,27 @@ def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, device: tor
         if node.act == "leaky_relu":
             return max(1.0, abs(node.slope))
         if node.act == "convex":
+            if node.fn.act == "exp":
+                raise ProbeError(f"activation {node.describe()} is exp, which has no global Lipschitz constant")
             # Softplus(beta) and ELU(alpha <= 1) have slopes in [0, 1]
             return 1.0
         return _ACT_SLOPE[node.act]
     if node.kind == "maxpool":
-        m = node.module
-        d = len(in_shape) - 1
-        k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * d
-        s = m.stride if isinstance(m.stride, tuple) else (m.stride,) * d
+        k, s = node.attrs["kernel"], node.attrs["stride"]
         windows = math.prod(math.ceil(ki / si) for ki, si in zip(k, s))  # windows sharing one input, at most
         return {"linf": 1.0, "l2": math.sqrt(windows), "l1": float(windows)}[norm]
-    m = node.module
-    if m is None:
-        return 1.0  # functional reshapes (flatten) and the output alias
-    return operator_norm_upper_bound(m, in_shape, norm=norm, fn=node.fn, device=device).value
+    if node.fn.kind in ("reshape", "identity", "permute"):
+        return 1.0
+    return operator_norm_upper_bound(node.module, in_shape, norm=norm, fn=node.fn, abs_fn=node.abs_fn,
+                                     device=device).value
 
 
-def _input_shape(graph: Graph, model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
+def _input_shape(model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
     if input_shape is not None:
         return tuple(int(d) for d in input_shape)
-    for node in graph.nodes[1:]:
-        if node.kind == "affine" and isinstance(node.module, nn.Linear):
-            return (node.module.in_features,)
-        if not (node.kind == "affine" and (node.module is None or isinstance(node.module, (nn.Flatten, nn.Identity)))):
-            break
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))), None)
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
     raise ProbeError(f"{type(model).__name__} does not start with a Linear layer: pass input_shape (the shape of "
                      "one input, without the batch dimension) so that its layers can be taken as operators")
 
@@ -106,7 +104,11 @@ def _spectral(graph: Graph, norm: str, device: torch.device) -> tuple[float, dic
         if node.kind == "input":
             continue
         if node.kind == "add":
-            to_node[i] = to_node[node.inputs[0]] + to_node[node.inputs[1]]
+            to_node[i] = to_node[node.inputs[0]] + abs(node.alpha) * to_node[node.inputs[1]]
+            continue
+        if node.kind == "cat":
+            parts = [to_node[j] for j in node.inputs]
+            to_node[i] = {"l2": math.sqrt(sum(p * p for p in parts)), "linf": max(parts), "l1": sum(parts)}[norm]
             continue
         c = _node_constant(node, graph.nodes[node.inputs[0]].shape, norm, device)
         layers[node.name] = c
@@ -124,7 +126,7 @@ def register_lipschitz_method(name: str, fn: object) -> None:
 
 def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectral",
                     input_shape: tuple[int, ...] | None = None, device: str | torch.device | None = None,
-                    **options: object) -> LipschitzBound:
+                    output: int | str | None = None, reduce: object = None, **options: object) -> LipschitzBound:
     r"""Upper bound on the Lipschitz constant of ``model`` (all outputs jointly, same norm in and out).
 
     Parameters
@@ -142,6 +144,9 @@ def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectr
         Shape of one input; needed when the model does not start with a Linear layer
         (convolutions are operators on a given spatial size).
     device : str or torch.device, optional
+    output, reduce : optional
+        For a model with several outputs: which one (index or key) and an optional reduction of
+        it, as in :func:`probe.graph.capture`.
 
     Returns
     -------
@@ -151,11 +156,10 @@ def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectr
     norm = check_norm(norm)
     dev = resolve_device(device, model)
     with model_hygiene(model, dev) as m:
-        graph = build_graph(m)
-        shape = _input_shape(graph, m, input_shape)
+        shape = _input_shape(m, input_shape)
         param = next(iter(m.parameters()), None)
         dtype = param.dtype if param is not None else torch.get_default_dtype()
-        graph.infer_shapes(torch.zeros((1,) + shape, dtype=dtype, device=dev))
+        graph = build_graph(m, torch.zeros((2,) + shape, dtype=dtype, device=dev), output=output, reduce=reduce)
         if method == "spectral":
             value, layers = _spectral(graph, norm, dev)
             return LipschitzBound(value=float(value), norm=norm, method="spectral", layers=layers)

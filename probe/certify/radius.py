@@ -91,8 +91,7 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
             raise ProbeError(f"unknown option {key!r} for method {method!r}")
         setattr(bm, key, value)
     with model_hygiene(model, dev) as m:
-        graph = build_graph(m)
-        graph.infer_shapes(x)
+        graph = build_graph(m, x)
         with torch.no_grad():
             clean = forward(m, x)
         k = clean.shape[1]

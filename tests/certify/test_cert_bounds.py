@@ -128,8 +128,8 @@ def test_batch_size_does_not_change_bounds_and_inputs_are_untouched():
 
 
 def test_unsupported_layer_is_named():
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 4), nn.GELU()))
-    with pytest.raises(ProbeError, match=r"'2\.1'.*GELU"):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)))
+    with pytest.raises(ProbeError, match=r"layer_norm.*'2\.1' \(LayerNorm\)"):
         bound_outputs(model, torch.zeros(2, 3), 0.1)
 
 
