@@ -11,7 +11,7 @@ from ..errors import ProbeError
 from ..norms import check_norm, dual, lp_norm, project_ball
 from ..spaces import Space
 from .base import Attack, Forward, loss_and_grad
-from .deepfool import free_features
+from .deepfool import free_features, movable
 
 __all__ = ["FMN"]
 
@@ -89,6 +89,11 @@ class FMN(Attack):
             loss, grad, out = loss_and_grad(f, x + delta, criterion, reference)
             if free is not None:
                 grad = grad * free
+            # gradient components that push a feature through a bound it sits on are lost to the projection;
+            # leaving them out keeps the first-order distance estimate and the step honest inside a Box
+            can_move = movable(space, x + delta, grad)
+            if can_move is not None:
+                grad = grad * can_move
             ok = criterion.satisfied(out, reference)
             dn = lp_norm(delta, norm)
             improved = ok & (dn < best_norm)
