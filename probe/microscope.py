@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -12,9 +13,9 @@ from .criteria import Criterion, Misclassify
 from .devices import as_input, batches, model_hygiene, resolve_device
 from .errors import ProbeError
 from .models import clean_outputs, forward, has_gradient
-from .norms import check_norm
+from .norms import check_norm, lp_norm
 from .results import AttackResult, RobustnessCurve
-from .spaces import Space, as_space, check_distance_norm
+from .spaces import Box, Space, as_space, check_distance_norm
 
 __all__ = ["minimal_perturbation", "robustness_curve", "shrink_along_delta", "MINIMAL_METHODS"]
 
@@ -212,7 +213,20 @@ def _rescored(model: object, x: torch.Tensor, result: AttackResult, criterion: C
                         queries=result.queries, norm=result.norm, method=result.method)
 
 
-def _escalation(norm: str, fmn_opts: dict, eps_init: float) -> list[tuple[str, Attack]]:
+def _doublings(space: Space, x: torch.Tensor, norm: str, eps_init: float) -> int:
+    """Doublings of ``eps_init`` a budget search needs to cover a bounded ``Box`` (20 where unbounded)."""
+    if not isinstance(space, Box) or len(x) == 0:
+        return 20
+    width = (space.upper.to(x) - space.lower.to(x)).expand_as(x[:1])
+    if space.mask is not None:
+        width = torch.where(space.mask.to(x.device), torch.zeros_like(width), width)
+    diameter = float(lp_norm(width, norm)[0])
+    if not math.isfinite(diameter):
+        return 20
+    return int(min(20, max(0, math.ceil(math.log2(max(diameter, 1e-30) / eps_init)))))
+
+
+def _escalation(norm: str, fmn_opts: dict, eps_init: float, doublings: int) -> list[tuple[str, Attack]]:
     """Stronger searches, in order of cost, for the inputs DeepFool and FMN did not flip."""
     from .attacks.cw import CarliniWagner
     from .attacks.fmn import FMN
@@ -228,7 +242,7 @@ def _escalation(norm: str, fmn_opts: dict, eps_init: float) -> list[tuple[str, A
     if norm == "l2":
         ladder.append(("cw", CarliniWagner()))
     ladder.append(("pgd_search", MarginSearch(PGD(eps=1.0, norm=norm, steps=50, restarts=4), steps=12,
-                                              eps_init=eps_init, max_doublings=20)))
+                                              eps_init=eps_init, max_doublings=doublings)))
     return ladder
 
 
@@ -239,7 +253,7 @@ def _escalate(model: object, x: torch.Tensor, result: AttackResult, criterion: C
     eps_init = float(result.distance[ok].median()) if ok.any() else 1.0
     eps_init = eps_init if eps_init > 0 else 1.0
     name = result.method
-    for stage, attack in _escalation(norm, fmn_opts, eps_init):
+    for stage, attack in _escalation(norm, fmn_opts, eps_init, _doublings(space, x, norm, eps_init)):
         idx = (~result.success).nonzero().flatten()
         if len(idx) == 0:
             break
