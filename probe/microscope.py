@@ -203,13 +203,14 @@ def _put(result: AttackResult, idx: torch.Tensor, part: AttackResult, name: str)
 
 
 def _rescored(model: object, x: torch.Tensor, result: AttackResult, criterion: Criterion, reference: torch.Tensor,
-              batch_size: int | None, dev: torch.device) -> AttackResult:
-    """Success decided by the criterion on the returned points; distance ``inf`` exactly where it fails."""
+              space: Space, batch_size: int | None, dev: torch.device) -> AttackResult:
+    """Success decided by the criterion on the returned points; distance measured on them, ``inf`` where they fail."""
     with model_hygiene(model, dev) as m, torch.no_grad():
         out = torch.cat([forward(m, result.x_adv[s], check=False) for s in batches(len(x), batch_size)])
     success = criterion.satisfied(out, reference)
-    distance = torch.where(success, result.distance, torch.full_like(result.distance, float("inf")))
-    return AttackResult(x_adv=result.x_adv, delta=result.delta, success=success, distance=distance,
+    distance = space.distance(x, result.x_adv, result.norm if space.continuous else None).to(result.distance)
+    distance = torch.where(success, distance, torch.full_like(distance, float("inf")))
+    return AttackResult(x_adv=result.x_adv, delta=result.x_adv - x, success=success, distance=distance,
                         queries=result.queries, norm=result.norm, method=result.method)
 
 
@@ -265,7 +266,7 @@ def _escalate(model: object, x: torch.Tensor, result: AttackResult, criterion: C
                                    device=dev)
         name = f"{name}+{stage}"
         part = _best_of([_rows(result, idx), r], name)
-        part = _rescored(model, xs, part, sub_criterion, reference[idx], kw["batch_size"], dev)
+        part = _rescored(model, xs, part, sub_criterion, reference[idx], space, kw["batch_size"], dev)
         result = _put(result, idx, part, name)
     return result
 
@@ -398,7 +399,7 @@ def minimal_perturbation(model: object, x: object, criterion: Criterion | None =
     criterion = Misclassify() if criterion is None else criterion
     with model_hygiene(model, dev) as m:
         reference = criterion.prepare(clean_outputs(m, xt, batch_size))
-    result = _rescored(model, xt, result, criterion, reference, batch_size, dev)
+    result = _rescored(model, xt, result, criterion, reference, space, batch_size, dev)
     if escalating and not result.success.all():
         result = _escalate(model, xt, result, criterion, reference, space, norm, fmn_opts, refine,
                            {**kw, "device": dev}, dev)
