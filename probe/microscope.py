@@ -227,18 +227,32 @@ def _doublings(space: Space, x: torch.Tensor, norm: str, eps_init: float) -> int
     return int(min(20, max(0, math.ceil(math.log2(max(diameter, 1e-30) / eps_init)))))
 
 
-def _escalation(norm: str, fmn_opts: dict, eps_init: float, doublings: int) -> list[tuple[str, Attack]]:
-    """Stronger searches, in order of cost, for the inputs DeepFool and FMN did not flip."""
+def _fmn_from(start: torch.Tensor, **options: object) -> Attack:
+    """FMN begun at given points, one per input (``FMN.run``'s ``start``, handed over as a presampled tensor)."""
+    from .attacks.fmn import FMN
+
+    class _FMNFrom(FMN):
+        def presample(self, x: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+            return {**super().presample(x, generator), "start": start.detach().cpu()}
+
+    return _FMNFrom(**options)
+
+
+def _escalation(norm: str, fmn_opts: dict, eps_init: float, doublings: int) -> list[tuple[str, Attack | None]]:
+    """Stronger searches, in order of cost, for the inputs DeepFool and FMN did not flip.
+
+    ``None`` stands for FMN begun at the current points of the failures (DeepFool's last iterate,
+    near the boundary), built when the stage runs.
+    """
     from .attacks.cw import CarliniWagner
     from .attacks.fmn import FMN
     from .attacks.margin_search import MarginSearch
     from .attacks.pgd import PGD
 
     steps = 4 * int(fmn_opts.get("steps", 100))
-    step_size = fmn_opts.get("step_size") or 1.0
-    ladder: list[tuple[str, Attack]] = [
+    ladder: list[tuple[str, Attack | None]] = [
+        ("fmn_restart", None),
         ("fmn_long", FMN(norm=norm, **{**fmn_opts, "steps": steps})),
-        ("fmn_fine", FMN(norm=norm, **{**fmn_opts, "steps": steps, "step_size": 0.1 * float(step_size)})),
     ]
     if norm == "l2":
         ladder.append(("cw", CarliniWagner()))
@@ -254,21 +268,36 @@ def _escalate(model: object, x: torch.Tensor, result: AttackResult, criterion: C
     eps_init = float(result.distance[ok].median()) if ok.any() else 1.0
     eps_init = eps_init if eps_init > 0 else 1.0
     name = result.method
+    failed = ~result.success
+    polish_opts = {**fmn_opts, "norm": norm, "steps": int(fmn_opts.get("steps", 100))}
     for stage, attack in _escalation(norm, fmn_opts, eps_init, _doublings(space, x, norm, eps_init)):
         idx = (~result.success).nonzero().flatten()
         if len(idx) == 0:
             break
-        sub_criterion = _Rows(criterion, reference[idx])
-        xs = x[idx]
-        r = attack(model, xs, sub_criterion, space=space, **{**kw, "already_satisfied": "keep"})
-        if refine:
-            r = shrink_along_delta(model, xs, r, sub_criterion, space=space, batch_size=kw["batch_size"],
-                                   device=dev)
+        if attack is None:
+            attack = _fmn_from(result.x_adv[idx], **{**polish_opts, "steps": 4 * polish_opts["steps"]})
         name = f"{name}+{stage}"
-        part = _best_of([_rows(result, idx), r], name)
-        part = _rescored(model, xs, part, sub_criterion, reference[idx], space, kw["batch_size"], dev)
-        result = _put(result, idx, part, name)
+        result = _stage(model, x, result, idx, attack, criterion, reference, space, refine, kw, dev, name)
+    # what a stronger search found is shortened by FMN begun at it (the radius only shrinks from there)
+    idx = (failed & result.success).nonzero().flatten()
+    if len(idx):
+        attack = _fmn_from(result.x_adv[idx], **polish_opts)
+        result = _stage(model, x, result, idx, attack, criterion, reference, space, refine, kw, dev, name)
     return result
+
+
+def _stage(model: object, x: torch.Tensor, result: AttackResult, idx: torch.Tensor, attack: Attack,
+           criterion: Criterion, reference: torch.Tensor, space: Space, refine: bool, kw: dict, dev: torch.device,
+           name: str) -> AttackResult:
+    """Run ``attack`` on the inputs ``idx``, keep per input the better of its result and the current one."""
+    sub_criterion = _Rows(criterion, reference[idx])
+    xs = x[idx]
+    r = attack(model, xs, sub_criterion, space=space, **{**kw, "already_satisfied": "keep"})
+    if refine:
+        r = shrink_along_delta(model, xs, r, sub_criterion, space=space, batch_size=kw["batch_size"], device=dev)
+    part = _best_of([_rows(result, idx), r], name)
+    part = _rescored(model, xs, part, sub_criterion, reference[idx], space, kw["batch_size"], dev)
+    return _put(result, idx, part, name)
 
 
 def minimal_perturbation(model: object, x: object, criterion: Criterion | None = None, *, norm: str = "l2",
@@ -284,10 +313,12 @@ def minimal_perturbation(model: object, x: object, criterion: Criterion | None =
       (Pintor et al. 2021) both run, each perturbation is shortened by bisection along its direction
       (:func:`shrink_along_delta`) and the smaller successful one is kept per input. On the inputs
       neither flips, and on those alone, stronger searches run in turn until one succeeds: FMN with
-      four times the steps, the same with a tenth of the step size, Carlini-Wagner L2 (``norm="l2"``),
-      and PGD (Madry et al. 2018; 4 restarts of 50 steps) under a bisection over its budget
+      four times the steps begun at DeepFool's last point, the same begun at ``x``, Carlini-Wagner
+      L2 (``norm="l2"``), and PGD (Madry et al. 2018; 4 restarts of 50 steps) under a bisection over
+      its budget
       (:class:`~probe.attacks.margin_search.MarginSearch`, doubling from the median distance found
-      on the other inputs). So an input counts as a failure only where all of these failed;
+      on the other inputs); what they find is then shortened by FMN begun at it. So an input counts
+      as a failure only where all of these failed;
     - ``OneHot`` space: the gradient-guided edit search (stops at the first edit set that
       satisfies the criterion, then prunes edits that are not needed); distance is the
       number of changed positions;

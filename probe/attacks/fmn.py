@@ -74,15 +74,27 @@ class FMN(Attack):
         return {}
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
-            space: Space) -> torch.Tensor:
+            space: Space, start: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Search on one batch.
+
+        ``start`` (shape of ``x``, optional; a presampled per-input tensor) is where the search begins
+        instead of ``x`` itself, with :math:`\epsilon_0 = \lVert start - x\rVert_p`: from a success
+        of another search the radius only shrinks from there, from a failed point near the boundary
+        the first-order estimate takes over.
+        """
         norm = check_norm(self.norm)
         q = dual(norm)
         free = free_features(space, x)
         shape = (-1,) + (1,) * (x.dim() - 1)
         n, steps = len(x), int(self.steps)
         alpha0 = 1.0 if self.step_size is None else float(self.step_size)
-        delta = torch.zeros_like(x)
-        eps = torch.zeros(n, dtype=x.dtype, device=x.device)
+        if start is None:
+            delta = torch.zeros_like(x)
+        else:
+            delta = space.project(x, start.to(x)) - x
+            if free is not None:
+                delta = delta * free
+        eps = lp_norm(delta, norm)
         best = x.clone()
         best_norm = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         for k in range(steps):
