@@ -10,7 +10,7 @@ from ..norms import check_norm, lp_norm
 from ..spaces import Box, Space
 from .base import Attack, Forward
 
-__all__ = ["DeepFool", "unit_dual_direction", "boundary_functions", "free_features"]
+__all__ = ["DeepFool", "unit_dual_direction", "boundary_functions", "free_features", "movable"]
 
 
 def unit_dual_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
@@ -55,6 +55,24 @@ def free_features(space: Space, x: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def movable(space: Space, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor | None:
+    """Float mask (shape of ``x``) of the features that can move along ``grad`` inside a ``Box``; None when all can.
+
+    A feature at its lower bound cannot follow a negative gradient component, one at its upper bound
+    cannot follow a positive one. Leaving those components out of the linearisation makes the step
+    the exact distance to the linearised boundary on the face of the box where ``x`` lies; with them
+    in, the projection drops part of every step and the iterates only approach the boundary
+    geometrically, ending on it (a tie of the top scores) instead of across it.
+    """
+    if not isinstance(space, Box):
+        return None
+    lo, hi = space.lower.to(x), space.upper.to(x)
+    if not (torch.isfinite(lo).any() or torch.isfinite(hi).any()):
+        return None
+    blocked = ((x <= lo) & (grad < 0)) | ((x >= hi) & (grad > 0))
+    return (~blocked).to(x.dtype)
+
+
 class DeepFool(Attack):
     r"""Minimal-norm search by iterated linearisation of the decision boundary.
 
@@ -66,7 +84,9 @@ class DeepFool(Attack):
               \qquad \hat k = \arg\min_k \frac{|g_k|}{\lVert \nabla g_k \rVert_q},
 
     with :math:`q` the dual norm and :math:`d_p` the unit-``p``-norm direction aligned with the
-    gradient. The accumulated step is applied with a factor ``1 + overshoot``
+    gradient. In a ``Box`` the gradient components that would push a feature through a bound it
+    already sits on are left out (:func:`movable`), so the step is the distance to the linearised
+    boundary on the box's face. The accumulated step is applied with a factor ``1 + overshoot``
     (Moosavi-Dezfooli, Fawzi & Frossard, "DeepFool: a simple and accurate method to fool deep
     neural networks", CVPR 2016; the L-p form is their Eq. 11-12). On an affine model the first
     step lands exactly on the nearest boundary, so one step (plus the overshoot) is exact.
@@ -109,6 +129,7 @@ class DeepFool(Attack):
         best = x.clone()
         active = torch.ones(n, dtype=torch.bool, device=x.device)
         keep_cols = None
+        push = 4 * torch.finfo(x.dtype).eps * max(1.0, float(x.abs().max())) if x.numel() else 0.0
         for _ in range(int(self.steps)):
             idx = active.nonzero().flatten()
             xi = xa[idx].detach().requires_grad_(True)
@@ -127,7 +148,9 @@ class DeepFool(Attack):
                     gk = torch.where(finite, g[:, k], torch.zeros_like(g[:, k]))
                     (grad,) = torch.autograd.grad(gk.sum(), xi, retain_graph=k + 1 < g.shape[1], allow_unused=True)
                     grad = torch.zeros_like(xi) if grad is None else grad
-                    grads.append(grad if free is None else grad * free)
+                    grad = grad if free is None else grad * free
+                    can_move = movable(space, xi.detach(), grad)
+                    grads.append(grad if can_move is None else grad * can_move)
             best[idx[ok]] = xa[idx[ok]]
             active[idx[ok]] = False
             if not active.any():
@@ -141,8 +164,9 @@ class DeepFool(Attack):
             step_len = dist.gather(1, k[:, None]).squeeze(1)
             stuck = ~torch.isfinite(step_len)
             direction = unit_dual_direction(stacked[torch.arange(len(idx)), k], norm)
-            # a tiny absolute push avoids landing exactly on the boundary when overshoot is 0
-            step_len = torch.where(stuck, torch.zeros_like(step_len), step_len * (1 + 1e-6) + 1e-12)
+            # a push of a few units in the last place of the inputs: a step the dtype cannot represent would
+            # leave the point on the boundary (tied scores, no success) for every remaining step
+            step_len = torch.where(stuck, torch.zeros_like(step_len), step_len * (1 + 1e-6) + push)
             total[idx] = total[idx] + step_len.view((-1,) + (1,) * (x.dim() - 1)) * direction
             xa[idx] = space.project(x[idx], x[idx] + (1 + self.overshoot) * total[idx]).detach()
             best[idx] = xa[idx]

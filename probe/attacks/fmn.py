@@ -11,7 +11,7 @@ from ..errors import ProbeError
 from ..norms import check_norm, dual, lp_norm, project_ball
 from ..spaces import Space
 from .base import Attack, Forward, loss_and_grad
-from .deepfool import free_features
+from .deepfool import free_features, movable
 
 __all__ = ["FMN"]
 
@@ -73,21 +73,38 @@ class FMN(Attack):
             raise ProbeError(f"FMN step_size must be positive, got {self.step_size}")
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor,
-            space: Space) -> torch.Tensor:
+            space: Space, start: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Search on one batch.
+
+        ``start`` (shape of ``x``, optional; a presampled per-input tensor) is where the search begins
+        instead of ``x`` itself, with :math:`\epsilon_0 = \lVert start - x\rVert_p`: from a success
+        of another search the radius only shrinks from there, from a failed point near the boundary
+        the first-order estimate takes over.
+        """
         norm = check_norm(self.norm)
         q = dual(norm)
         free = free_features(space, x)
         shape = (-1,) + (1,) * (x.dim() - 1)
         n, steps = len(x), int(self.steps)
         alpha0 = 1.0 if self.step_size is None else float(self.step_size)
-        delta = torch.zeros_like(x)
-        eps = torch.zeros(n, dtype=x.dtype, device=x.device)
+        if start is None:
+            delta = torch.zeros_like(x)
+        else:
+            delta = space.project(x, start.to(x)) - x
+            if free is not None:
+                delta = delta * free
+        eps = lp_norm(delta, norm)
         best = x.clone()
         best_norm = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         for k in range(steps):
             loss, grad, out = loss_and_grad(f, x + delta, criterion, reference)
             if free is not None:
                 grad = grad * free
+            # gradient components that push a feature through a bound it sits on are lost to the projection;
+            # leaving them out keeps the first-order distance estimate and the step honest inside a Box
+            can_move = movable(space, x + delta, grad)
+            if can_move is not None:
+                grad = grad * can_move
             ok = criterion.satisfied(out, reference)
             dn = lp_norm(delta, norm)
             improved = ok & (dn < best_norm)

@@ -96,3 +96,17 @@ def test_bad_certifier_raises():
         robustness_curve(model, x, y, eps=[0.1], certifier=3)
     with pytest.raises(probe.ProbeError, match="radii"):
         robustness_curve(model, x, y, eps=[0.1], certifier=lambda m, x, l: torch.zeros(2))
+
+
+def test_model_without_class_scores_raises_naming_the_shape():
+    # a regression output (N,) or a single column is no classifier: argmax over one column never moves, so the
+    # curve would report every input as robust at every budget
+    model, x, _ = _problem(10)
+
+    def scalar(z):
+        return model(z)[:, 0]
+
+    with pytest.raises(probe.ProbeError, match=r"\(N, C\) with C >= 2.*shape \(10,\)"):
+        robustness_curve(scalar, x, None, eps=[0.1, 0.5])
+    with pytest.raises(probe.ProbeError, match=r"\(10, 1\)"):
+        robustness_curve(lambda z: model(z)[:, :1], x, None, eps=[0.1], attack="minimal")

@@ -139,3 +139,18 @@ def test_target_class_reaches_the_target(device):
     res = minimal_perturbation(model, x, probe.TargetClass(target), norm="l2")
     assert res.success.all()
     assert torch.equal(model(res.x_adv).argmax(1), target)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_fmn_begun_at_a_far_success_comes_down_to_the_margin(norm, device):
+    from probe.microscope import _fmn_from
+
+    model, x = _problem(device, n=16, seed=10)
+    exact = affine_margin(model, x, norm)
+    near = DeepFool(norm=norm, steps=1, overshoot=1e-6)(model, x)
+    start = x + 2 * near.delta                      # a success at twice the margin
+    res = _fmn_from(start, norm=norm, steps=100)(model, x)
+    assert res.success.all()
+    ratio = res.distance / exact
+    assert (ratio >= 1 - 1e-9).all() and (res.distance <= 2 * near.distance).all()
+    assert ratio.median() <= 1.01
