@@ -487,10 +487,11 @@ def _unsupported(fx_node: torch.fx.Node, what: str | None = None) -> ProbeError:
     where = _source(fx_node)
     module = _module_path(fx_node)
     what = what or f"operation {fx_node.target}"
-    return ProbeError(f"the model graph has no rule for {what} (node {fx_node.name!r}"
-                      f"{' in module ' + module if module else ''}{', at ' + where if where else ''}); supported are convolutions, linear layers, batch norm "
-                      f"(eval), additions, scaling by constants, concatenation, slicing, means and sums over axes, "
-                      f"reshapes and permutations, padding, pooling and the activations {', '.join(ACTIVATIONS)}")
+    here = (" in module " + module if module else "") + (", at " + where if where else "")
+    return ProbeError(f"the model graph has no rule for {what} (node {fx_node.name!r}{here}); supported are "
+                      "convolutions, linear layers, batch norm (eval), additions, scaling by constants, "
+                      "concatenation, slicing, means and sums over axes, reshapes and permutations, padding, pooling "
+                      f"and the activations {', '.join(ACTIVATIONS)}")
 
 
 def _rank(fx_node: torch.fx.Node, arg: int = 0) -> int:
