@@ -459,14 +459,16 @@ def _certified_radius(certifier: object, model: object, x: torch.Tensor, y: torc
                      f"(model, x, labels) -> radius, got {type(certifier).__name__}")
 
 
-def _not_class_scores(model: object, x: torch.Tensor) -> None:
-    """Raise: a robustness curve counts misclassifications, so it needs one score per class."""
+def _check_class_scores(model: object, x: torch.Tensor) -> None:
+    """A robustness curve counts misclassifications: it needs class scores (N, C), or one binary logit (N, 1)."""
     with torch.no_grad():
         out = model(x[:1]) if callable(model) else None
-    shape = (len(x),) + tuple(out.shape[1:]) if torch.is_tensor(out) else (len(x), 1)
-    raise ProbeError(f"robustness_curve needs class scores of shape (N, C) with C >= 2, but the model returned "
-                     f"shape {shape} for {len(x)} inputs; for a regression output use minimal_perturbation "
-                     "with a Threshold or Shift criterion")
+    if torch.is_tensor(out) and out.dim() == 2:
+        return
+    shape = (len(x),) + tuple(out.shape[1:]) if torch.is_tensor(out) else type(out).__name__
+    raise ProbeError(f"robustness_curve needs class scores of shape (N, C) (or one binary logit, (N, 1)), but the "
+                     f"model returned shape {shape} for {len(x)} inputs; for a regression output use "
+                     "minimal_perturbation with a Threshold or Shift criterion")
 
 
 def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequence[float] | torch.Tensor,
@@ -487,7 +489,8 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     Parameters
     ----------
     model : torch.nn.Module or callable
-        A classifier returning class scores (N, C) with C >= 2 (anything else raises ``ProbeError``).
+        A classifier returning class scores (N, C), or one binary logit (N, 1) read as [0, z]
+        (anything else, such as a regression output (N,), raises ``ProbeError``).
     x : torch.Tensor, shape (N, ...)
     y : array-like of int, shape (N,), optional
         True labels; default the model's own predictions (clean accuracy 1).
@@ -520,9 +523,8 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     dev = resolve_device(device, model, x)
     xt = as_input(x, device=dev)
     with model_hygiene(model, dev) as m:
+        _check_class_scores(m, xt)
         clean = clean_outputs(m, xt, batch_size)
-        if clean.shape[1] < 2:
-            _not_class_scores(m, xt)
     pred = Misclassify().prepare(clean)
     labels = pred if y is None else Misclassify(y).prepare(clean)
     correct = pred == labels

@@ -99,14 +99,17 @@ def test_bad_certifier_raises():
 
 
 def test_model_without_class_scores_raises_naming_the_shape():
-    # a regression output (N,) or a single column is no classifier: argmax over one column never moves, so the
-    # curve would report every input as robust at every budget
+    # a regression output (N,) is no classifier: the curve would count a "class" that cannot change
     model, x, _ = _problem(10)
 
     def scalar(z):
         return model(z)[:, 0]
 
-    with pytest.raises(probe.ProbeError, match=r"\(N, C\) with C >= 2.*shape \(10,\)"):
+    with pytest.raises(probe.ProbeError, match=r"\(N, C\).*shape \(10,\)"):
         robustness_curve(scalar, x, None, eps=[0.1, 0.5])
-    with pytest.raises(probe.ProbeError, match=r"\(10, 1\)"):
-        robustness_curve(lambda z: model(z)[:, :1], x, None, eps=[0.1], attack="minimal")
+    with pytest.raises(probe.ProbeError, match=r"shape \(10, 3, 2\)"):
+        robustness_curve(lambda z: torch.stack([model(z)] * 2, -1), x, None, eps=[0.1])
+    # one binary logit (N, 1) is a classifier, read as [0, z] like everywhere else
+    binary = robustness_curve(lambda z: model(z)[:, :1] - model(z)[:, 1:2], x, None, eps=[0.0, 100.0],
+                              attack="minimal")
+    assert binary.clean == 1.0 and binary.empirical[0] == 1.0 and binary.empirical[-1] == 0.0
