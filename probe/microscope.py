@@ -523,8 +523,8 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     dev = resolve_device(device, model, x)
     xt = as_input(x, device=dev)
     with model_hygiene(model, dev) as m:
+        clean = clean_outputs(m, xt, batch_size)  # a model that cannot take x fails here, with ProbeError
         _check_class_scores(m, xt)
-        clean = clean_outputs(m, xt, batch_size)
     pred = Misclassify().prepare(clean)
     labels = pred if y is None else Misclassify(y).prepare(clean)
     correct = pred == labels
