@@ -436,7 +436,11 @@ class ExportedModule(torch.nn.Module):
 
     def __init__(self, program: torch.export.ExportedProgram):
         super().__init__()
-        self.inner = torch.export.unflatten(program)
+        with warnings.catch_warnings():
+            # torch's own deprecation inside unflatten (it deep-copies LeafSpec); nothing the caller can change
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            self.inner = torch.export.unflatten(program)
         self.fixed_batch = _fixed_batch(program)
 
     def forward(self, x: torch.Tensor) -> object:
