@@ -518,7 +518,7 @@ def _load_export(path: Path, map_location: object) -> ExportedModule:
     trained = _trained_ops(program)
     if trained:
         warnings.warn(f"model file '{path}' was exported in training mode ({', '.join(trained)} in training "
-                      "mode): outputs may be random or depend on the batch; export after model.eval()", stacklevel=3)
+                      "mode): outputs may be random or depend on the batch; export after model.eval()", stacklevel=4)
     if map_location is not None:
         from torch.export.passes import move_to_device_pass
 
@@ -617,6 +617,9 @@ def _load_file(path: Path, factory: str | None, factory_kwargs: Mapping[str, obj
         if kind == "unknown":
             with open(path, "rb") as f:
                 start = f" (it starts with {f.read(12)!r})"
+        if kind == "hdf5":
+            start = ("; a ChromBPNet/BPNet Keras .h5 converts to torch with bpnet-lite (BPNet.from_chrombpnet(path)"
+                     "); save the result with torch.export.save, or torch.save(model) to load with trust_pickle")
         raise ProbeError(f"model file '{path}' is {what}{start}; {_EXPECTED}")
     obj = _load_pickle(path, kind, trust_pickle=trust_pickle, map_location=map_location)
     found = _find_weights(obj)
@@ -649,7 +652,10 @@ def _with_factory(state: dict[str, torch.Tensor], path: Path, factory: str | Non
         raise ProbeError(f"model file '{path}' holds a state_dict ({len(state)} tensors, e.g. {_few(list(state), 3)})"
                          ", only weights: give the factory that builds the model, factory='module:function' "
                          "(--factory module:function, or path/to/file.py:function)")
-    model = _build(factory, factory_kwargs)
+    try:
+        model = _build(factory, factory_kwargs)
+    except ProbeError as err:
+        raise ProbeError(f"model file '{path}' (a state_dict): {err}") from None
     if not isinstance(model, torch.nn.Module):
         raise ProbeError(f"factory {factory!r} returned a {type(model).__name__}; loading the state_dict in "
                          f"'{path}' needs a torch.nn.Module")

@@ -243,7 +243,7 @@ def _wrong_files(tmp_path, net):
         (opt, {}, ["an optimiser state_dict (keys 'state', 'param_groups'), not the model's weights"]),
         (config, {}, ["a dict with keys 'epoch', 'lr' but no model weights"]),
         (plain, {}, ["a Python pickle not written by torch.save", "trust_pickle=True"]),
-        (h5, {}, ["an HDF5 file", "ChromBPNet"]),
+        (h5, {}, ["an HDF5 file", "BPNet.from_chrombpnet(path)"]),
         (npz, {}, ["a NumPy .npz archive"]),
         (odd_zip, {}, ["a zip archive that no torch saver wrote"]),
     ]
@@ -311,7 +311,8 @@ def test_factories_that_cannot_be_found(tmp_path, netfile, net, monkeypatch):
         return str(err.value)
 
     msg = message(factory="no_such_pkg_xyz.models:make_bpnet")
-    assert "cannot import module 'no_such_pkg_xyz.models'" in msg and "searched sys.path" in msg
+    assert f"model file '{path}'" in msg and "cannot import module 'no_such_pkg_xyz.models'" in msg
+    assert "searched sys.path" in msg
     assert repr(sys.path[0] or "''") in msg and "path/to/models.py:make_bpnet" in msg
     msg = message(factory=f"{netfile}:make_nett")
     assert "has no attribute 'make_nett'" in msg and "'make_net'" in msg
