@@ -1,8 +1,9 @@
 """probe: adversarial machine learning as a scientific instrument."""
 
-from . import active, attacks, certify, diagnose, models, surrogate, testing, train
+from . import active, attacks, certify, diagnose, loading, models, surrogate, testing, train
 from .criteria import Criterion, Misclassify, Shift, TargetClass, Threshold
 from .errors import ProbeError
+from .loading import load_model
 from .microscope import minimal_perturbation, robustness_curve
 from .models import wrap
 from .results import AttackResult, Attribution, Certificate, RobustnessCurve
@@ -18,5 +19,6 @@ __all__ = [
     "Space", "Box", "OneHot",
     "AttackResult", "Attribution", "RobustnessCurve", "Certificate",
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
-    "active", "attacks", "certify", "diagnose", "models", "surrogate", "testing", "train",
+    "load_model",
+    "active", "attacks", "certify", "diagnose", "loading", "models", "surrogate", "testing", "train",
 ]

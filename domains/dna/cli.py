@@ -4,8 +4,6 @@ logos, ISM maps, minimal edits and matched motifs."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,27 @@ import torch
 
 from probe import Misclassify, ProbeError
 from probe.cli import Command
+from probe.loading import check_single_output, load_model
 
 __all__ = ["COMMAND", "load_model"]
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="TorchScript file, or 'module:factory' returning a torch.nn.Module (default: train a CNN)")
+    p.add_argument("--model", default=None, metavar="FILE|SPEC",
+                   help="the model (default: train a CNN): a torch.export archive (.pt2); a state_dict "
+                        "(.pt/.pth/.bin) with --factory; a whole pickled module such as a bpnet-lite model, "
+                        "with --trust-pickle; a TorchScript file; or 'module:factory' / 'file.py:factory' "
+                        "returning a torch.nn.Module")
+    p.add_argument("--factory", default=None, metavar="MODULE:FUNCTION",
+                   help="builds the module a state_dict's weights load into, e.g. mypkg.models:make_bpnet or "
+                        "path/to/models.py:make_bpnet")
+    p.add_argument("--factory-kwargs", default=None, metavar="JSON",
+                   help='keyword arguments for the factory as a JSON object, e.g. \'{"n_filters": 64}\'')
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling a whole saved module (this runs code named by the file: only for "
+                        "files you trust)")
+    p.add_argument("--model-output", default=None, metavar="INDEX|KEY",
+                   help="for a model returning a tuple or dict, the output to probe (e.g. 1: bpnet-lite's counts)")
     p.add_argument("--fasta", type=Path, default=None, help="sequences to probe (default: generated promoters)")
     p.add_argument("--pad", choices=["right", "left", "both"], default=None, help="pad unequal lengths with N")
     p.add_argument("--iupac", choices=["error", "fractional"], default="error", help="ambiguity letters")
@@ -28,23 +40,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def load_model(spec: str) -> torch.nn.Module:
-    """A TorchScript file, or ``module:factory`` (the factory is called with no arguments)."""
-    if os.path.isfile(spec):
-        try:
-            return torch.jit.load(spec, map_location="cpu")
-        except RuntimeError as err:
-            raise ProbeError(f"model file {spec!r} is not a TorchScript archive: {str(err).splitlines()[0]}") from None
-    if ":" not in spec:
-        raise ProbeError(f"--model {spec!r} is neither a file nor 'module:factory'")
-    mod, _, name = spec.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError) as err:
-        raise ProbeError(f"--model {spec!r}: {err}") from None
-    model = factory()
-    if not callable(model):
-        raise ProbeError(f"--model {spec!r} did not return a model")
+def _user_model(args: argparse.Namespace, example: torch.Tensor) -> torch.nn.Module:
+    """The model ``--model`` names (with ``--factory`` and friends), checked to return one tensor."""
+    output = args.model_output
+    if output is not None and output.lstrip("-").isdigit():
+        output = int(output)
+    model = load_model(args.model, factory=args.factory, factory_kwargs=args.factory_kwargs,
+                       trust_pickle=args.trust_pickle, output=output)
+    check_single_output(model, example[:1], source=f"--model {args.model!r}")
     return model
 
 
@@ -68,13 +71,15 @@ def _run(args: argparse.Namespace) -> dict:
     n_show = args.n or (6 if args.quick else 12)
     summary: dict = {}
     sites = None
+    if args.factory and not args.model:
+        raise ProbeError(f"--factory {args.factory!r} needs --model, the state_dict file its weights come from")
     if args.fasta is None:
         n, epochs = (900, 6) if args.quick else (3000, 15)
         data = datasets.promoters(n, 60, seed=args.seed, sharpen=3)
         X, y = data.X, data.y
         split = int(0.8 * n)
-        model = load_model(args.model) if args.model else fit(small_cnn(3, channels=16, seed=args.seed),
-                                                               X[:split], y[:split], epochs=epochs, seed=args.seed)
+        model = _user_model(args, X) if args.model else fit(small_cnn(3, channels=16, seed=args.seed),
+                                                             X[:split], y[:split], epochs=epochs, seed=args.seed)
         test = data.subset(np.arange(split, n))
         X = test.X
         with torch.no_grad():
@@ -88,10 +93,10 @@ def _run(args: argparse.Namespace) -> dict:
         criterion = Misclassify(labels)
     else:
         if not args.model:
-            raise ProbeError("--fasta needs --model (TorchScript file or module:factory)")
-        model = load_model(args.model)
+            raise ProbeError("--fasta needs --model (a model file, or module:factory; see --help)")
         seqs = read_fasta(args.fasta)
         X = one_hot(seqs, pad=args.pad, iupac=args.iupac)[:n_show]
+        model = _user_model(args, X)
         names = list(seqs.names[:n_show])
         keep = np.arange(len(X))
         criterion = Misclassify()
