@@ -45,7 +45,8 @@ from probe.certify.graph import build_graph  # noqa: E402
 from probe.testing import count_host_syncs  # noqa: E402
 
 HOT_TESTS = ["tests/test_pgd.py", "tests/test_syncs.py", "tests/certify/test_cert_bounds.py",
-             "tests/certify/test_cert_smoothing.py", "tests/dna/test_dna_ism.py"]
+             "tests/certify/test_cert_smoothing.py", "tests/certify/test_cert_syncs.py", "tests/dna/test_dna_ism.py",
+             "tests/dna/test_dna_ism_syncs.py"]
 BENCHMARKS = [  # script, short flags, peer modules it imports
     ("attacks.py", ["--n", "64", "--repeats", "1"], ["foolbox", "torchattacks"]),
     ("certify.py", ["--quick"], []),
@@ -114,15 +115,20 @@ def sync_table(device: torch.device) -> list[tuple[str, str, float, float]]:
 
     x = torch.randn(16, 10, generator=g).to(device)
     graphs = {}
-    for depth in (2, 6):  # traced outside the counted calls: only the bound propagation is counted
-        graphs[depth] = build_graph(mlp([10] + [32] * depth + [3]).to(device))
-        graphs[depth].infer_shapes(x)
+    for act in ("relu", "tanh"):  # traced outside the counted calls: only the bound propagation is counted
+        for depth in (2, 6):
+            net = mlp([10] + [32] * depth + [3])
+            if act == "tanh":
+                net = nn.Sequential(*[nn.Tanh() if isinstance(m, nn.ReLU) else m for m in net])
+            graphs[act, depth] = build_graph(net.to(device))
+            graphs[act, depth].infer_shapes(x)
     inputs = make_input_set(x, 0.05)
-    for method in ("ibp", "crown"):
-        s, c = per_step(lambda d, m=method: compute_bounds(graphs[d], inputs, get_bound_method(m)), 2, 6, device)
-        rows.append((f"{method.upper()} bounds, MLP 10-32x(2 vs 6)-3", "hidden layer", s, c))
-    s, c = per_step(lambda k: compute_bounds(graphs[2], inputs, AlphaCROWN(iterations=k)), 5, 15, device)
-    rows.append(("alpha-CROWN, MLP 10-32x2-3", "iteration", s, c))
+    for method, act in (("ibp", "relu"), ("crown", "relu"), ("crown", "tanh")):
+        s, c = per_step(lambda d, m=method, a=act: compute_bounds(graphs[a, d], inputs, get_bound_method(m)), 2, 6,
+                        device)
+        rows.append((f"{method.upper()} bounds, {act} MLP 10-32x(2 vs 6)-3", "hidden layer", s, c))
+    s, c = per_step(lambda k: compute_bounds(graphs["relu", 2], inputs, AlphaCROWN(iterations=k)), 5, 15, device)
+    rows.append(("alpha-CROWN, relu MLP 10-32x2-3", "iteration", s, c))
 
     tab = mlp([20, 64, 2]).to(device)
     x = torch.randn(4, 20, generator=g).to(device)

@@ -21,29 +21,30 @@ def test_pgd_succeeds_above_and_fails_below_exact_margin(norm, device):
     assert (above.distance[above.success] <= margin[above.success] * 1.05 + 1e-5).all()
 
 
-def test_pgd_respects_box_and_mask():
-    model = AffineClassifier.random(n_features=6, n_classes=2, seed=3)
-    x = torch.rand(16, 6)
+def test_pgd_respects_box_and_mask(device):
+    model = AffineClassifier.random(n_features=6, n_classes=2, seed=3).to(device)
+    x = torch.rand(16, 6).to(device)
     mask = torch.tensor([True, False, False, False, False, True])
     space = probe.Box(0.0, 1.0, mask=mask)
     res = PGD(eps=0.3, norm="linf", steps=20)(model, x, space=space)
     assert (res.x_adv >= 0).all() and (res.x_adv <= 1).all()
-    assert (res.delta[:, mask] == 0).all()
+    assert res.x_adv.device == x.device
+    assert (res.delta[:, mask.to(device)] == 0).all()
     assert (res.delta.abs().amax(1) <= 0.3 + 1e-6).all()
 
 
-def test_pgd_invariants_batch_size_inputs_and_model_state():
-    model = AffineClassifier.random(n_features=5, n_classes=4, seed=2)
+def test_pgd_invariants_batch_size_inputs_and_model_state(device):
+    model = AffineClassifier.random(n_features=5, n_classes=4, seed=2).to(device)
     model.train()
     model.linear.weight.requires_grad_(True)
     model.linear.bias.requires_grad_(False)
-    x = torch.randn(20, 5)
+    x = torch.randn(20, 5).to(device)
     x_copy = x.clone()
     a = PGD(eps=0.5, norm="l2", steps=10, restarts=2)(model, x, batch_size=3)
     b = PGD(eps=0.5, norm="l2", steps=10, restarts=2)(model, x, batch_size=None)
     assert torch.equal(x, x_copy)
     assert torch.allclose(a.x_adv, b.x_adv, atol=1e-6)
-    assert torch.equal(a.success, b.success)
+    assert torch.equal(a.success, b.success) and torch.equal(a.queries, b.queries)
     assert model.training
     assert model.linear.weight.requires_grad and not model.linear.bias.requires_grad
     assert model.linear.weight.grad is None
