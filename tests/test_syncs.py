@@ -1,5 +1,7 @@
 """The host-sync counter: known syncs are counted, pure device work is not, patches do not outlive the block."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -83,3 +85,27 @@ def test_cuda_mode_needs_cuda():
     else:
         with pytest.raises(probe.ProbeError, match="CUDA is not available"), count_host_syncs("cuda"):
             pass
+
+
+def test_cuda_mode_counts_the_debug_warnings_and_passes_the_others_on(monkeypatch):
+    # CUDA's debug mode, played without a GPU: set_sync_debug_mode is recorded, the sync warning raised by hand
+    modes = [0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: modes[-1])
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+
+    def sync():
+        warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+
+    with pytest.warns(UserWarning, match="the code's own") as caught:
+        with count_host_syncs("cuda") as outer:
+            sync()
+            with count_host_syncs("cuda") as inner:
+                sync()
+                sync()
+                warnings.warn("the code's own warning", UserWarning, stacklevel=1)
+            assert inner.count == 2 and modes[-1] == "warn"
+    assert (outer.mode, outer.count, inner.count) == ("cuda", 3, 2)
+    assert modes[-1] == 0  # the mode it found is restored
+    assert [str(w.message) for w in caught] == ["the code's own warning"]
+    assert all("test_syncs.py:" in site for site in outer.sites)

@@ -65,7 +65,7 @@ class HostSyncCounter:
 
     def _record(self, kind: str, site: str) -> None:
         self.events[kind] += 1
-        self.sites[f"{site} {kind}"] += 1
+        self.sites[site if site == kind else f"{site} {kind}"] += 1
 
     def __repr__(self) -> str:
         return f"HostSyncCounter(mode={self.mode!r}, count={self.count})"
@@ -163,11 +163,14 @@ def _cuda_mode() -> Iterator[HostSyncCounter]:
         show = warnings.showwarning
 
         def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
-            if _CUDA_MESSAGE in str(message):
-                counter._record(f"{filename}:{lineno}", f"{filename}:{lineno}")
-            else:  # the code's own warnings go where they would have gone
+            if _CUDA_MESSAGE not in str(message):  # the code's own warnings go where they would have gone
+                show(message, category, filename, lineno, file, line)
+                return
+            counter._record(f"{filename}:{lineno}", f"{filename}:{lineno}")
+            if getattr(show, "counts_syncs", False):  # an enclosing block counts them too
                 show(message, category, filename, lineno, file, line)
 
+        record.counts_syncs = True
         warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
@@ -181,8 +184,6 @@ def _cuda_mode() -> Iterator[HostSyncCounter]:
 
 _active: list[HostSyncCounter] = []
 _state = threading.local()
-
-
 _TORCH_DIR = os.path.dirname(torch.__file__)
 
 
