@@ -148,13 +148,13 @@ class PGD(Attack):
                 # inputs that succeed keep being computed with the others until the next check: no host
                 # sync inside the window, and torch.where keeps their first success
                 for _ in range(t, stop):
-                    loss, grad, out = loss_and_grad(f, xs, criterion, ref)
+                    loss, grad, out = loss_and_grad(f, xs, criterion, ref, rows=rows)
                     part.keep(xs, loss, criterion.satisfied(out, ref))
                     step = xs + a * steepest_direction(grad, norm, self.sparsity)
                     xs = space.project(x0, x0 + project_ball(step - x0, ep, norm))
                 if stop == steps:
                     with torch.no_grad():
-                        out = f(xs)
+                        out = f(xs) if rows is None else f(xs, rows=rows)
                     part.keep(xs, criterion.loss(out, ref), criterion.satisfied(out, ref))
                 state.put(sub, part)
                 if rows is None:
