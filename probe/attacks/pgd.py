@@ -77,7 +77,9 @@ class PGD(Attack):
     ``restarts * ceil(steps / 10) - 1`` times at most (none for the default 10 steps and one
     restart), and an input that succeeds is computed, wasted, for at most 9 more steps. Results
     do not depend on ``check_every`` or on the batching: ``queries`` counts, per input, the model
-    evaluations until its first success (all ``restarts * (steps + 1)`` if it never succeeds).
+    evaluations until its first success (all ``restarts * (steps + 1)`` if it never succeeds). A
+    search that wraps ``PGD.run`` and counts through the forward function (``MarginSearch``) also
+    sees the evaluations of inputs that already succeeded, up to the next check.
     """
 
     name = "pgd"
