@@ -120,8 +120,7 @@ def sync_table(device: torch.device) -> list[tuple[str, str, float, float]]:
             net = mlp([10] + [32] * depth + [3])
             if act == "tanh":
                 net = nn.Sequential(*[nn.Tanh() if isinstance(m, nn.ReLU) else m for m in net])
-            graphs[act, depth] = build_graph(net.to(device))
-            graphs[act, depth].infer_shapes(x)
+            graphs[act, depth] = build_graph(net.to(device), x)
     inputs = make_input_set(x, 0.05)
     for method, act in (("ibp", "relu"), ("crown", "relu"), ("crown", "tanh")):
         s, c = per_step(lambda d, m=method, a=act: compute_bounds(graphs[a, d], inputs, get_bound_method(m)), 2, 6,

@@ -25,8 +25,7 @@ def _syncs(fn, device):
 
 
 def _bound_syncs(net, x, method, device):
-    graph = build_graph(net)  # traced outside the count: only the propagation is counted
-    graph.infer_shapes(x)
+    graph = build_graph(net, x)  # traced outside the count: only the propagation is counted
     inputs = make_input_set(x, 0.1)
     return _syncs(lambda: compute_bounds(graph, inputs, get_bound_method(method)), device)
 
