@@ -17,9 +17,16 @@ output with the window written in. This is the idea of fastISM (Nair et al.,
 networks", Bioinformatics 38:2397, 2022), done here on ``nn.Sequential`` models
 without graph capture. Results equal full forward passes up to floating-point
 summation order.
+
+Nothing here waits for the device: the cached activations are padded, once per group of
+sequences, by as many columns as any window can reach beyond either end (worked out from the
+layers' geometry for positions 0 and L - 1), so reading a window is one ``index_select`` for
+every edit of a batch, with no data-dependent size.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -34,6 +41,18 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.
 
 class Unsupported(Exception):
     """The model is not a sequential convolutional trunk this fast path understands."""
+
+
+class _Cached(NamedTuple):
+    """A mixing layer's input ``a`` and output ``y`` for unedited sequences, position-major (S, L, C),
+    padded with ``left`` columns before position 0 (``a`` with the layer's pad value, ``y`` with zeros);
+    ``length`` is the unpadded input length."""
+
+    a: torch.Tensor
+    a_left: int
+    y: torch.Tensor
+    y_left: int
+    length: int
 
 
 def _flatten(model: nn.Module) -> list[nn.Module]:
@@ -133,48 +152,78 @@ class ConvTrunk:
         self.linear = (len(rest) == 2 and isinstance(rest[0], nn.Flatten) and rest[0].start_dim == 1
                        and rest[0].end_dim == -1 and isinstance(rest[1], nn.Linear))
 
-    def cache(self, x: torch.Tensor) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-        """(input, output) of every mixing layer and the trunk output, for unedited sequences (S, 4, L)."""
+    def cache(self, x: torch.Tensor) -> tuple[list[_Cached], torch.Tensor]:
+        """Input and output of every mixing layer and the trunk output, for unedited sequences (S, 4, L)."""
+        reach = self._reach(x.shape[-1])
         acts = []
         h = x
+        k = 0
         for t in self.trunk:
             if isinstance(t, _Mixing):
                 y = t.module(h)
+                (a_lo, a_hi), (y_lo, y_hi) = reach[k]
+                k += 1
                 # kept position-major, (S, L, C): a window of consecutive positions is one contiguous block
-                acts.append((h.transpose(1, 2).contiguous(), y.transpose(1, 2).contiguous()))
+                a = _pad_positions(h, max(0, -a_lo), max(0, a_hi - h.shape[-1]), t.value)
+                yp = _pad_positions(y, max(0, -y_lo), max(0, y_hi - y.shape[-1]), 0.0)
+                acts.append(_Cached(a, max(0, -a_lo), yp, max(0, -y_lo), h.shape[-1]))
                 h = y
             else:
                 h = t(h)
         return acts, h
 
-    def edits(self, acts: list[tuple[torch.Tensor, torch.Tensor]], out: torch.Tensor, seq: torch.Tensor,
+    def _reach(self, length: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        """Per mixing layer, the columns ``[lo, hi)`` of its input and of its output that the windows of
+        :meth:`edits` read, over all edit positions ``0 .. length - 1``.
+
+        The same offset arithmetic as :meth:`edits`, on the first and last position: every offset is a
+        non-decreasing function of the position, so these two bound all the others.
+        """
+        lo, hi, w = 0, length - 1, 1
+        out = []
+        for t in self.trunk:
+            if not isinstance(t, _Mixing):
+                continue
+            ext = (t.k - 1) * t.d
+            if t.transpose is not None:
+                lo, hi = lo + t.left - ext, hi + t.left - ext
+                a_read, w = (lo - t.left + ext, hi - t.left + ext + w), w + ext
+                out.append((a_read, (lo, hi + w)))
+                continue
+            o_lo, o_hi = (-((-(v + t.left - ext)) // t.s) for v in (lo, hi))
+            w_out = (w - 1 + ext) // t.s + 1
+            w_in = (w_out - 1) * t.s + ext + 1
+            first_lo, first_hi = o_lo * t.s - t.left, o_hi * t.s - t.left
+            out.append(((first_lo - t.s, first_hi + w_in + w), (0, 0)))
+            lo, hi, w = o_lo, o_hi, w_out
+        return out
+
+    def edits(self, acts: list[_Cached], out: torch.Tensor, seq: torch.Tensor,
               base: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Model outputs for edits ``(seq, base, pos)``: sequence ``seq`` (index into the cache) with
         position ``pos`` set to the one-hot ``base``."""
         dev = out.device
-        win = F.one_hot(base, acts[0][0].shape[2]).to(out.dtype)[:, :, None]  # (E, 4, 1)
+        win = F.one_hot(base, acts[0].a.shape[2]).to(out.dtype)[:, :, None]  # (E, 4, 1)
         off = pos.clone()
         k = 0
         for t in self.trunk:
             if not isinstance(t, _Mixing):
                 win = t(win)
                 continue
-            a, y = acts[k]
+            cached = acts[k]
             k += 1
-            length, w = a.shape[1], win.shape[-1]
+            w = win.shape[-1]
             span = off[:, None] + torch.arange(w, device=dev)
-            inside = (span >= 0) & (span < length)
-            rows = (~inside).any(1).nonzero().flatten()
-            if len(rows):
-                win = win.clone()
-                win[rows] = win[rows].masked_fill(~inside[rows, None, :], t.value)
+            inside = (span >= 0) & (span < cached.length)
+            # columns of the window that fall in the padding read the pad value (no host test of which rows)
+            win = win.masked_fill(~inside[:, None, :], t.value)
             if t.transpose is not None:
                 # stride-1 convolution: linear, so add the convolution of the change to the cached output;
                 # the transposed convolution touches only the W changed columns, not the W + ext outputs
-                diff = win - _read(a, seq, off, w, t.value)
+                diff = win - _read(cached.a, cached.a_left, seq, off, w)
                 o_out = off + t.left - (t.k - 1) * t.d
                 delta = F.conv_transpose1d(diff, t.transpose, None, 1, 0, 0, t.module.groups, t.d)
-                win = _read(y, seq, o_out, delta.shape[-1], 0.0) + delta
+                win = _read(cached.y, cached.y_left, seq, o_out, delta.shape[-1]) + delta
                 off = o_out
                 continue
             ext = (t.k - 1) * t.d
@@ -186,7 +235,7 @@ class ConvTrunk:
             # The read starts between ext - s + 1 and ext before the window, so reading s columns more on
             # the left and w more on the right holds the whole window; the extra columns are dropped.
             pl, pr = t.s, w
-            merged = _read(a, seq, first - pl, w_in + pl + pr, t.value)
+            merged = _read(cached.a, cached.a_left, seq, first - pl, w_in + pl + pr)
             at = (off - first + pl)[:, None] + torch.arange(w, device=dev)
             merged.scatter_(2, at[:, None, :].expand(-1, win.shape[1], -1), win)
             merged = merged[:, :, pl:pl + w_in]
@@ -219,14 +268,17 @@ class ConvTrunk:
         return y_ref + torch.einsum("kcew,ecw->ek", weight, delta)
 
 
-def _read(a: torch.Tensor, seq: torch.Tensor, start: torch.Tensor, width: int, fill: float) -> torch.Tensor:
-    """Windows ``a[seq[e], start[e]:start[e] + width, :]`` of a position-major cache (S, L, C), as
-    (E, C, width), reading ``fill`` outside ``[0, L)``."""
+def _pad_positions(h: torch.Tensor, left: int, right: int, fill: float) -> torch.Tensor:
+    """(S, C, L) -> position-major (S, left + L + right, C), the new columns holding ``fill``."""
+    if left or right:
+        h = F.pad(h, (left, right), value=fill)
+    return h.transpose(1, 2).contiguous()
+
+
+def _read(a: torch.Tensor, left: int, seq: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tensor:
+    """Windows ``a[seq[e], start[e]:start[e] + width, :]`` of a position-major cache (S, L, C) padded with
+    ``left`` columns before position 0, as (E, C, width); the padding covers every window read."""
     n, length, c = a.shape
-    ml, mr = max(0, -int(start.min())), max(0, int(start.max()) + width - length)
-    if ml or mr:
-        a = F.pad(a, (0, 0, ml, mr), value=fill)
-        length += ml + mr
     # (E, width, C) blocks copied whole, seen as (E, C, width): channels-last, which convolutions take as is
     windows = a.reshape(n * length, c).unfold(0, width, 1).transpose(1, 2)
-    return windows.index_select(0, seq * length + start + ml).transpose(1, 2)
+    return windows.index_select(0, seq * length + start + left).transpose(1, 2)

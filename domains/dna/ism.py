@@ -43,9 +43,9 @@ def _label(seqs: Sequences | None, i: int) -> str:
     return seqs.label(i) if seqs is not None else f"sequence {i}"
 
 
-def _call(model: object, x: torch.Tensor, seqs: Sequences | None, first: int) -> torch.Tensor:
+def _call(model: object, x: torch.Tensor, seqs: Sequences | None, first: int, check: bool = True) -> torch.Tensor:
     try:
-        return forward(model, x)
+        return forward(model, x, check=check)
     except ProbeError as err:
         raise ProbeError(f"on {_label(seqs, first)} and the {len(x) - 1} after it: {err}") from None
     except (RuntimeError, TypeError, IndexError, ValueError) as err:
@@ -156,18 +156,21 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
         table = torch.zeros(n, 4, length, k, device=dev, dtype=y0.dtype)
         trunk = _trunk(m, fast)
         cache = None if trunk is None else _TrunkCache(trunk, X, batch_size)
-        chunks = range(0, len(edits), batch_size)
-        for c in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
-                      leave=False):
+        chunks = list(zip(range(0, len(edits), batch_size), _batch_spans(edits, batch_size)))
+        # no host sync inside this loop: which sequences a batch touches was read once above, and the
+        # outputs are checked for NaN/inf once, on the whole table, below
+        for c, (lo, hi) in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
+                                leave=False):
             seq, base, pos = edits[c:c + batch_size].unbind(1)
             if trunk is not None:
-                y, trunk = _fast_batch(m, cache, X, seq, base, pos, seqs, first=c == 0)
+                y, trunk = _fast_batch(m, cache, X, seq, base, pos, seqs, lo, hi, first=c == 0)
             else:
-                y = _call(m, _mutants(X, seq, base, pos), seqs, int(seq[0]))
+                y = _call(m, _mutants(X, seq, base, pos), seqs, lo, check=False)
             if y.shape[1] != k:
-                raise ProbeError(f"the model returned {y.shape[1]} outputs on mutants of {_label(seqs, int(seq[0]))} "
+                raise ProbeError(f"the model returned {y.shape[1]} outputs on mutants of {_label(seqs, lo)} "
                                  f"and {k} on the sequence itself")
             table[seq, base, pos] = y - y0[seq]
+        _check_finite(table, seqs)
     if centered:
         attr = table - table.mean(1, keepdim=True)
         attr = attr[..., int(target)] if target is not None else attr.mean(-1)
@@ -177,6 +180,24 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
     if target is not None:
         return table[..., int(target)].to(out_device)
     return (table[..., 0] if k == 1 else table).to(out_device)
+
+
+def _batch_spans(edits: torch.Tensor, batch_size: int) -> list[tuple[int, int]]:
+    """First and last sequence of each batch of edits, in one host read (edits are ordered by sequence)."""
+    if len(edits) == 0:
+        return []
+    firsts = torch.arange(0, len(edits), batch_size, device=edits.device)
+    lasts = (firsts + batch_size - 1).clamp(max=len(edits) - 1)
+    return [tuple(v) for v in torch.stack([edits[firsts, 0], edits[lasts, 0]], 1).tolist()]
+
+
+def _check_finite(table: torch.Tensor, seqs: Sequences | None) -> None:
+    """Raise, naming the record, base and position, if a mutant's output was NaN or infinite."""
+    bad = ~torch.isfinite(table)
+    if bad.any():
+        i, b, p = (int(v) for v in bad.flatten(3).any(3).nonzero()[0])
+        raise ProbeError(f"the model returned a non-finite output on {_label(seqs, i)} with base "
+                         f"{'ACGT'[b]} at position {p}")
 
 
 def _trunk(model: object, fast: bool | None) -> ConvTrunk | None:
@@ -205,8 +226,9 @@ class _TrunkCache:
         self.acts: list = []
         self.out: torch.Tensor | None = None
 
-    def __call__(self, seq: torch.Tensor) -> tuple[list, torch.Tensor, torch.Tensor]:
-        lo, hi = int(seq.min()), int(seq.max()) + 1
+    def __call__(self, seq: torch.Tensor, lo: int, hi: int) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """Cached activations covering sequences ``lo..hi`` (those of ``seq``) and ``seq`` indexed into them."""
+        hi += 1
         if not (self.lo <= lo and hi <= self.hi):
             self.lo, self.hi = lo, min(len(self.X), max(hi, lo + self.group))
             self.acts, self.out = self.trunk.cache(self.X[self.lo:self.hi])
@@ -214,34 +236,37 @@ class _TrunkCache:
 
 
 def _fast_batch(model: object, cache: _TrunkCache, X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor,
-                pos: torch.Tensor, seqs: Sequences | None, first: bool) -> tuple[torch.Tensor, ConvTrunk | None]:
+                pos: torch.Tensor, seqs: Sequences | None, lo: int, hi: int, first: bool
+                ) -> tuple[torch.Tensor, ConvTrunk | None]:
     trunk = cache.trunk
-    acts, out, local = cache(seq)
+    acts, out, local = cache(seq, lo, hi)
     y = trunk.edits(acts, out, local, base, pos)
     y = y.reshape(len(seq), -1) if y.dim() != 2 else y
     if not first:
         return y, trunk
     # the check, against full forward passes: both ends of the first sequence (where padding is
-    # read) and edits spread evenly over the first batch
+    # read) and edits spread evenly over the first batch, whose sequences the cache holds
     length = X.shape[-1]
-    ends = [[0, b, p] for b in range(4) for p in (0, length - 1) if X[0, b, p] != 1]
-    spread = torch.linspace(0, len(seq) - 1, min(len(seq), 24), device=X.device).round().long().unique()
+    column = X[0][:, [0, length - 1]].tolist()
+    ends = [[0, b, p] for b in range(4) for j, p in enumerate((0, length - 1)) if column[b][j] != 1]
+    m = min(len(seq), 24)
+    spread = sorted({round(i * (len(seq) - 1) / (m - 1)) for i in range(m)}) if m > 1 else [0]
+    spread = torch.tensor(spread, device=X.device)
     chk = torch.cat([torch.tensor(ends, device=X.device, dtype=torch.long).reshape(-1, 3),
                      torch.stack([seq[spread], base[spread], pos[spread]], 1)])
     s2, b2, p2 = chk.unbind(1)
-    u2, l2 = torch.unique(s2, return_inverse=True)
-    check_fast = trunk.edits(*trunk.cache(X[u2]), l2, b2, p2)
+    check_fast = trunk.edits(acts, out, s2 - cache.lo, b2, p2)
     check_fast = check_fast.reshape(len(chk), -1) if check_fast.dim() != 2 else check_fast
-    plain = _call(model, _mutants(X, s2, b2, p2), seqs, int(s2[0]))
+    plain = _call(model, _mutants(X, s2, b2, p2), seqs, 0)
     if check_fast.shape != plain.shape:
         reason = f"it returned shape {tuple(check_fast.shape)} where the model returns {tuple(plain.shape)}"
     else:
-        err = (check_fast.double() - plain.double()).abs().max().item()
-        scale = max(plain.double().abs().max().item(), 1.0)
-        tol = _TOLERANCE.get(plain.dtype, 1e-4) * scale
+        err, scale = torch.stack([(check_fast.double() - plain.double()).abs().max(),
+                                  plain.double().abs().max()]).tolist()
+        tol = _TOLERANCE.get(plain.dtype, 1e-4) * max(scale, 1.0)
         reason = None if err <= tol else f"it differed from full forward passes by {err:.3g} (tolerance {tol:.3g})"
     if reason is None:
         return y, trunk
     warnings.warn(f"saturation_mutagenesis fell back to full forward passes: the receptive-field fast path "
                   f"failed its check, {reason}", stacklevel=3)
-    return _call(model, _mutants(X, seq, base, pos), seqs, int(seq[0])), None
+    return _call(model, _mutants(X, seq, base, pos), seqs, lo, check=False), None

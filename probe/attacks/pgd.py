@@ -8,7 +8,7 @@ from ..criteria import Criterion, Misclassify, TargetClass, as_logits
 from ..errors import ProbeError
 from ..norms import check_norm, project_ball, sample_ball, steepest_direction
 from ..spaces import Space
-from .base import Attack, Forward, check_eps, loss_and_grad
+from .base import Attack, Forward, RunResult, check_eps, loss_and_grad
 
 __all__ = ["PGD", "CrossEntropySurrogate"]
 
@@ -66,9 +66,25 @@ class PGD(Attack):
     loss : {"margin", "ce"}, default "margin"
         Surrogate to ascend: the criterion's margin loss, or cross-entropy (``Misclassify`` and
         ``TargetClass`` only), the loss of Madry et al.
+
+    Notes
+    -----
+    The step loop never waits for the device: per-input state (best point, its loss, success,
+    query count) stays on it and is updated with ``torch.where``. Whether every input of a batch
+    has succeeded, and which inputs still search, is read on the host once every
+    ``check_every = 10`` steps and between restarts; the inputs that succeeded are then dropped
+    from the batch. So a batch of ``steps`` steps and ``restarts`` restarts synchronises
+    ``restarts * ceil(steps / 10) - 1`` times at most (none for the default 10 steps and one
+    restart), and an input that succeeds is computed, wasted, for at most 9 more steps. Results
+    do not depend on ``check_every`` or on the batching: ``queries`` counts, per input, the model
+    evaluations until its first success (all ``restarts * (steps + 1)`` if it never succeeds). A
+    search that wraps ``PGD.run`` and counts through the forward function (``MarginSearch``) also
+    sees the evaluations of inputs that already succeeded, up to the next check.
     """
 
     name = "pgd"
+    #: Steps between the host checks of which inputs still search (see Notes).
+    check_every = 10
 
     def __init__(self, *, eps: float | torch.Tensor, norm: str = "linf", steps: int = 10,
                  step_size: float | None = None, restarts: int = 1, random_start: bool = True,
@@ -107,44 +123,76 @@ class PGD(Attack):
         return out
 
     def run(self, f: Forward, x: torch.Tensor, criterion: Criterion, reference: torch.Tensor, space: Space,
-            eps: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+            eps: torch.Tensor, noise: torch.Tensor | None = None) -> RunResult:
         norm = check_norm(self.norm)
         if self.loss == "ce":
             criterion = CrossEntropySurrogate(criterion)
+        n = len(x)
         shape = (-1,) + (1,) * (x.dim() - 1)
         e = eps.to(x).view(shape)
         alpha = e * 2.5 / self.steps if self.step_size is None else torch.full_like(e, float(self.step_size))
-        best = x.clone()
-        best_loss = torch.full((len(x),), float("-inf"), device=x.device, dtype=x.dtype)
-        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         eps_x = eps.to(x)
-
-        def keep(idx: torch.Tensor, xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
-            better = ~found[idx] & (ok | (loss > best_loss[idx]))
-            rows = idx[better]
-            best[rows] = xa[better]
-            best_loss[rows] = loss[better]
-            found[idx[ok]] = True
-
+        state = _Best(x.clone(), torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype),
+                      torch.zeros(n, dtype=torch.bool, device=x.device),
+                      torch.zeros(n, dtype=torch.long, device=x.device))
+        steps, every = int(self.steps), max(1, int(self.check_every))
         for r in range(int(self.restarts)):
             start = noise[:, r] * e if noise is not None else torch.zeros_like(x)
             xa = space.project(x, x + project_ball(start, eps_x, norm))
-            # each input stops at its first success: later steps only compute on the inputs still searching
-            for _ in range(int(self.steps)):
-                idx = (~found).nonzero().flatten()
-                if len(idx) == 0:
-                    return best
-                xs, x0 = xa[idx], x[idx]
-                loss, grad, out = loss_and_grad(f, xs, criterion, reference[idx], rows=idx)
-                keep(idx, xs, loss, criterion.satisfied(out, reference[idx]))
-                step = xs + alpha[idx] * steepest_direction(grad, norm, self.sparsity)
-                xa[idx] = space.project(x0, x0 + project_ball(step - x0, eps_x[idx], norm))
-            idx = (~found).nonzero().flatten()
-            if len(idx) == 0:
+            # restart 0 searches all inputs; later ones only those still searching (one host sync each)
+            rows = None if r == 0 else (~state.found).nonzero().flatten()
+            t = 0
+            while rows is None or len(rows):
+                sub = slice(None) if rows is None else rows
+                xs, x0, ref, a, ep = xa[sub], x[sub], reference[sub], alpha[sub], eps_x[sub]
+                part = state.take(sub)
+                stop = min(t + every, steps)
+                # inputs that succeed keep being computed with the others until the next check: no host
+                # sync inside the window, and torch.where keeps their first success
+                for _ in range(t, stop):
+                    loss, grad, out = loss_and_grad(f, xs, criterion, ref, rows=rows)
+                    part.keep(xs, loss, criterion.satisfied(out, ref))
+                    step = xs + a * steepest_direction(grad, norm, self.sparsity)
+                    xs = space.project(x0, x0 + project_ball(step - x0, ep, norm))
+                if stop == steps:
+                    with torch.no_grad():
+                        out = f(xs) if rows is None else f(xs, rows=rows)
+                    part.keep(xs, criterion.loss(out, ref), criterion.satisfied(out, ref))
+                state.put(sub, part)
+                if rows is None:
+                    xa = xs
+                else:
+                    xa[rows] = xs
+                if stop == steps:
+                    break
+                t = stop
+                rows = (~state.found).nonzero().flatten()  # the check: one host sync per window
+            if rows is not None and len(rows) == 0:
                 break
-            with torch.no_grad():
-                out = f(xa[idx], rows=idx)
-            keep(idx, xa[idx], criterion.loss(out, reference[idx]), criterion.satisfied(out, reference[idx]))
-            if found.all():
-                break
-        return best
+        return RunResult(x_adv=state.x, queries=state.queries)
+
+
+class _Best:
+    """Per input: the point kept so far, its loss, whether it succeeded, and the model evaluations it took."""
+
+    def __init__(self, x: torch.Tensor, loss: torch.Tensor, found: torch.Tensor, queries: torch.Tensor):
+        self.x, self.loss, self.found, self.queries = x, loss, found, queries
+
+    def keep(self, xa: torch.Tensor, loss: torch.Tensor, ok: torch.Tensor) -> None:
+        """Keep the first success, else the highest loss, of the inputs still searching; count their query."""
+        searching = ~self.found
+        better = searching & (ok | (loss > self.loss))
+        self.x = torch.where(better.view((-1,) + (1,) * (xa.dim() - 1)), xa, self.x)
+        self.loss = torch.where(better, loss, self.loss)
+        self.found = self.found | (searching & ok)
+        self.queries = self.queries + searching
+
+    def take(self, rows: slice | torch.Tensor) -> _Best:
+        return _Best(self.x[rows], self.loss[rows], self.found[rows], self.queries[rows])
+
+    def put(self, rows: slice | torch.Tensor, part: _Best) -> None:
+        if isinstance(rows, slice):
+            self.x, self.loss, self.found, self.queries = part.x, part.loss, part.found, part.queries
+            return
+        self.x[rows], self.loss[rows], self.found[rows], self.queries[rows] = (part.x, part.loss, part.found,
+                                                                               part.queries)

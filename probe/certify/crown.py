@@ -73,9 +73,9 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
     flat = torch.minimum(_derivative(act, l), _derivative(act, u))
     a_lo = torch.where(l >= 0, chord, flat)
     a_up = torch.where(u <= 0, chord, flat)
-    if tiny.any():  # degenerate intervals: the flat slope is sound on both sides
-        a_lo = torch.where(tiny, flat, a_lo)
-        a_up = torch.where(tiny, flat, a_up)
+    # degenerate intervals: the flat slope is sound on both sides (applied everywhere: no host test of `tiny`)
+    a_lo = torch.where(tiny, flat, a_lo)
+    a_up = torch.where(tiny, flat, a_up)
     return a_lo, fl - a_lo * l, a_up, fu - a_up * u
 
 
@@ -240,6 +240,8 @@ class CROWN(BoundMethod):
         shape = l.shape[1:]
         lf, uf = l.flatten(1).clone(), u.flatten(1).clone()
         if relu_only:
+            # the one host sync per hidden layer: only unstable neurons need a backward pass, and their
+            # number sizes the work (computing all of them would cost far more than the wait)
             rows = ((lf < 0) & (uf > 0)).any(0).nonzero().flatten()
         else:
             rows = torch.arange(lf.shape[1], device=l.device)

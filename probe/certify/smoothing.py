@@ -201,6 +201,8 @@ class Smoothing:
         head = self._linear_head(m, x, sigma) if reduce == "count" else None
         src = x if head is None else head[0]
         noise = torch.empty((min(step, total),) + tuple(src.shape[1:]), dtype=x.dtype, device=x.device)
+        # read on the host once, not per batch: the loop below never waits for the device
+        scale = None if sigma.dim() else float(sigma)
         for start in range(0, total, step):
             stop = min(start + step, total)
             rows = torch.arange(start, stop, device=x.device) // n
@@ -214,7 +216,7 @@ class Smoothing:
                 if sigma.dim():
                     batch = eps.normal_(generator=generator).mul_(sigma).add_(centre)
                 else:
-                    batch = eps.normal_(0.0, float(sigma), generator=generator).add_(centre)
+                    batch = eps.normal_(0.0, scale, generator=generator).add_(centre)
                 y = forward(m, batch, check=False)
             if y.dim() == 1:
                 y = y[:, None]
