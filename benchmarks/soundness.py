@@ -336,12 +336,24 @@ def _over(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).max()) if a.numel() else float("-inf")
 
 
+def _linear_maximiser(grad: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """argmax of <grad, d> over ||d||_p <= eps: eps sign(g) (linf), eps g / ||g|| (l2), a signed vertex (l1)."""
+    if norm == "linf":
+        return eps * grad.sign()
+    flat = grad.flatten(1)
+    if norm == "l2":
+        return (eps * flat / flat.norm(dim=1, keepdim=True).clamp(min=1e-300)).view_as(grad)
+    top = flat.abs().argmax(1, keepdim=True)
+    return torch.zeros_like(flat).scatter_(1, top, eps * flat.gather(1, top).sign()).view_as(grad)
+
+
 def ball_points(model: nn.Module, x: torch.Tensor, eps: float, norm: str, g: torch.Generator, *,
                 n_uniform: int = 48, n_extreme: int = 32, steps: int = 20) -> torch.Tensor:
     """Outputs of ``model`` at points of the ball around each input, shape (M, N, K).
 
-    Centre, uniform samples, extreme points (linf corners, l1 vertices, l2 sphere points), and every iterate of
-    projected gradient ascent on +f_k and -f_k for each output k (steepest-ascent steps of the norm).
+    Centre, uniform samples, extreme points (linf corners, l1 vertices, l2 sphere points), every iterate of
+    projected gradient ascent on +f_k and -f_k for each output k (steepest-ascent steps of the norm), and at
+    each iterate the point of the ball that maximises the objective's linearisation there.
     """
     n, shape = len(x), tuple(x.shape[1:])
     d = math.prod(shape)
@@ -377,6 +389,8 @@ def ball_points(model: nn.Module, x: torch.Tensor, eps: float, norm: str, g: tor
                 obj = sign * out.gather(1, which[:, None]).squeeze(1)
                 (grad,) = torch.autograd.grad(obj.sum(), z)
             ys.append(out.detach().view(2 * k, n, k))
+            with torch.no_grad():  # the point of the ball that maximises the linearisation (exact on affine maps)
+                ys.append(model(x0 + _linear_maximiser(grad, eps, norm)).view(2 * k, n, k))
             delta = project_ball(delta + step * steepest_direction(grad, norm), eps, norm).detach()
             inside = lp_norm(delta, norm) <= eps * (1 + 1e-12)
             assert bool(inside.all()), "projection left the ball"
