@@ -12,8 +12,9 @@ Properties
   radius       linf ReLU networks: certified radius (IBP, CROWN) <= exact MILP margin
                (``probe.testing.milp``) <= ``probe.minimal_perturbation``'s distance.
   radius-any   any architecture and norm: certified radius (IBP, CROWN) <= the attack's distance.
-  lip-exact    one Linear or convolution layer: ``lipschitz_bound`` >= the exact induced norm of its dense
-               matrix (SVD for l2, largest row / column abs sum for linf / l1), strictly (relative 1e-12).
+  lip-exact    one Linear, convolution or average-pooling layer: ``lipschitz_bound`` >= the exact induced norm
+               of its dense matrix (SVD for l2, largest row / column abs sum for linf / l1), strictly
+               (relative 1e-12).
   lip-net      random networks: ``lipschitz_bound`` >= ``empirical_lipschitz_lower_bound`` (relative 1e-9:
                the difference quotient itself carries rounding).
   smoothing    ``smoothing_radius(n_a, n, alpha=, sigma=)`` equals Cohen et al.'s
@@ -73,7 +74,7 @@ class Case:
 
     ``layers`` is a tuple of tuples, each ``(kind, *params)``: ``("linear", out, spectrum)``,
     ``("conv", out, kernel, stride, padding, dilation)``, ``("bn",)``, ``("act", name, param)``,
-    ``("avgpool", kernel, stride)``, ``("maxpool", kernel, stride)``, ``("res", inner, act, param, bn)``
+    ``("avgpool", kernel, stride[, padding])``, ``("maxpool", kernel, stride)``, ``("res", inner, act, param, bn)``
     (a module whose forward is ``x + block(x)``), ``("flatten",)``. ``spectrum`` is ``("gaussian", gain)``,
     ``("clustered", top, gap)`` (singular values top, top(1 - gap), top(1 - 2 gap), ...) or
     ``("equal", top, k)`` (k equal top singular values).
@@ -183,14 +184,19 @@ def draw_relu_mlp(rng: random.Random) -> Case:
 
 
 def draw_layer(rng: random.Random) -> Case:
-    """One Linear layer (Gaussian or clustered spectrum, up to 160 x 160) or one Conv1d / Conv2d layer."""
-    kind = rng.choice(["linear", "linear", "conv1d", "conv2d"])
+    """One Linear layer (Gaussian or clustered spectrum, up to 160 x 160), one Conv1d / Conv2d or one AvgPool layer."""
+    kind = rng.choice(["linear", "linear", "conv1d", "conv2d", "pool"])
     norm = rng.choice(NORMS)
     if kind == "linear":
         d = rng.choice([rng.randint(2, 20), rng.randint(20, 160)])
         out = rng.choice([d, rng.randint(2, 160)])
         spectrum = ("gaussian", 1.0) if rng.random() < 0.3 else _draw_spectrum(rng)
         return Case("linear", (d,), (("linear", out, spectrum),), norm, 0.0, rng.randrange(2**31), 1)
+    if kind == "pool":
+        dims, k = rng.randint(1, 2), rng.randint(2, 3)
+        pool = ("avgpool", k, rng.randint(1, k), rng.randint(0, k // 2))
+        return Case(f"pool{dims}d", (rng.randint(1, 3),) + (rng.randint(k, 8),) * dims, (pool,), norm, 0.0,
+                    rng.randrange(2**31), 1)
     dims = 1 if kind == "conv1d" else 2
     size = rng.randint(4, 12) if dims == 1 else rng.randint(3, 7)
     k = rng.randint(1, min(3, size))
@@ -299,7 +305,7 @@ def build(case: Case, device: str | torch.device = "cpu") -> tuple[nn.Module, to
         elif kind in ("avgpool", "maxpool"):
             pool = {("avgpool", 1): nn.AvgPool1d, ("avgpool", 2): nn.AvgPool2d, ("maxpool", 1): nn.MaxPool1d,
                     ("maxpool", 2): nn.MaxPool2d}[kind, dims]
-            mods.append(pool(layer[1], layer[2]))
+            mods.append(pool(*layer[1:]))
         elif kind == "res":
             inner = _linear(shape[0], shape[0], ("gaussian", 1.0), g) if layer[1] == "linear" \
                 else _conv(shape[0], shape[0], dims, 3, 1, 1, 1, g)
