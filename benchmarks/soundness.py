@@ -91,6 +91,14 @@ class Case:
     def describe(self) -> str:
         return json.dumps(asdict(self))
 
+    @classmethod
+    def from_description(cls, text: str) -> Case:
+        """The case whose :meth:`describe` is ``text``."""
+        def tuples(v: object) -> object:
+            return tuple(tuples(u) for u in v) if isinstance(v, list) else v
+
+        return cls(**{k: tuples(v) for k, v in json.loads(text).items()})
+
 
 class Residual(nn.Module):
     """``x + block(x)``: the residual addition the graph builder reads as an ``add`` node."""
@@ -294,8 +302,7 @@ def build(case: Case, device: str | torch.device = "cpu") -> tuple[nn.Module, to
     for layer in case.layers:
         kind = layer[0]
         if kind == "linear":
-            d = shape[-1] if len(shape) == 1 else math.prod(shape)
-            mods.append(_linear(d, layer[1], layer[2], g))
+            mods.append(_linear(shape[-1], layer[1], layer[2], g))
         elif kind == "conv":
             mods.append(_conv(shape[0], layer[1], dims, *layer[2:], g))
         elif kind == "bn":

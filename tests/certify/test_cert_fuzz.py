@@ -3,7 +3,7 @@
 The cases and the checks are those of ``benchmarks/soundness.py`` (which runs many more); here hypothesis
 draws the cases from its own ``Random``, derandomized and without a database, so every run sees the same
 examples. Each property is a separate test; a failing example prints its case (``Case.describe()``), which
-``benchmarks.soundness.build`` turns back into the model and inputs.
+``Case.from_description`` and ``benchmarks.soundness.build`` turn back into the same model and inputs.
 """
 
 import math
@@ -30,6 +30,18 @@ def fuzz(n: int):
 def _assert_none(violations, case):
     assert not violations, f"{case.describe()}\n" + "\n".join(f"{v.what}: excess {v.excess:.3e} {v.detail}"
                                                               for v in violations)
+
+
+def test_a_described_case_rebuilds_the_same_model_and_inputs():
+    import random
+
+    case = S.draw_network(random.Random("rebuild"))
+    again = S.Case.from_description(case.describe())
+    assert again == case
+    (m1, x1), (m2, x2) = S.build(case), S.build(again)
+    assert torch.equal(x1, x2)
+    with torch.no_grad():
+        assert torch.equal(m1(x1), m2(x2))
 
 
 # ------------------------------------------------------------------------------------------------------------------
