@@ -446,7 +446,7 @@ def check_radius(case: Case, device: str | torch.device = "cpu") -> list[Violati
     attack = minimal_perturbation(model, x, norm="linf").distance.double().cpu()
     radii = {m: certified_radius(model, x, norm="linf", method=m).double().cpu() for m in ("ibp", "crown")}
     eps_max = torch.where(torch.isfinite(attack), attack * 1.001 + 1e-9, torch.full_like(attack, 16.0))
-    exact = exact_linf_margin(model, x.cpu(), eps_max=eps_max)
+    exact = exact_linf_margin(model, x, eps_max=eps_max)
     out = []
     known = torch.isfinite(exact)  # inf: no change within eps_max, so the margin is not known, only large
     for m, r in radii.items():
