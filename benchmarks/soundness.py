@@ -47,7 +47,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's probe, not an installed one
 
-from probe import minimal_perturbation  # noqa: E402
+from probe import ProbeError, minimal_perturbation  # noqa: E402
 from probe.certify import (  # noqa: E402
     AlphaCROWN,
     Smoothing,
@@ -440,13 +440,26 @@ def check_bounds(case: Case, device: str | torch.device = "cpu") -> list[Violati
     return out
 
 
+def _exact_margin(model: nn.Module, x: torch.Tensor, eps_max: torch.Tensor) -> torch.Tensor:
+    """``exact_linf_margin``, retried with a 1 % and a 10 % larger search radius where HiGHS stops with a solve error.
+
+    Any radius above the attack's distance gives the same margin; only the big-M constants change.
+    """
+    for grow in (1.0, 1.01, 1.1):
+        try:
+            return exact_linf_margin(model, x, eps_max=eps_max * grow)
+        except ProbeError as err:
+            last = err
+    raise last
+
+
 def check_radius(case: Case, device: str | torch.device = "cpu") -> list[Violation]:
     """Property "radius": certified linf radius (IBP, CROWN) <= exact MILP margin <= minimal_perturbation's."""
     model, x = build(case, device)
     attack = minimal_perturbation(model, x, norm="linf").distance.double().cpu()
     radii = {m: certified_radius(model, x, norm="linf", method=m).double().cpu() for m in ("ibp", "crown")}
     eps_max = torch.where(torch.isfinite(attack), attack * 1.001 + 1e-9, torch.full_like(attack, 16.0))
-    exact = exact_linf_margin(model, x, eps_max=eps_max)
+    exact = _exact_margin(model, x, eps_max)
     out = []
     known = torch.isfinite(exact)  # inf: no change within eps_max, so the margin is not known, only large
     for m, r in radii.items():
