@@ -440,17 +440,26 @@ def check_bounds(case: Case, device: str | torch.device = "cpu") -> list[Violati
     return out
 
 
-def _exact_margin(model: nn.Module, x: torch.Tensor, eps_max: torch.Tensor) -> torch.Tensor:
-    """``exact_linf_margin``, retried with a 1 % and a 10 % larger search radius where HiGHS stops with a solve error.
+def _exact_margin(model: nn.Module, x: torch.Tensor, eps_max: torch.Tensor, attack: torch.Tensor) -> torch.Tensor:
+    """``exact_linf_margin``, retried with a 1 % and a 10 % larger search radius where HiGHS fails.
 
-    Any radius above the attack's distance gives the same margin; only the big-M constants change.
+    HiGHS now and then stops with a solve error, or calls a program infeasible although the attack's point
+    (verified: the model flips there) lies inside the search radius; both happen when that point sits on the
+    decision boundary at the edge of the box. Any radius above the attack's distance has the same answer (only
+    the big-M constants change), so a slightly larger one is tried; the last answer is returned either way.
     """
+    exact, error = None, None
     for grow in (1.0, 1.01, 1.1):
         try:
-            return exact_linf_margin(model, x, eps_max=eps_max * grow)
+            exact, error = exact_linf_margin(model, x, eps_max=eps_max * grow), None
         except ProbeError as err:
-            last = err
-    raise last
+            error = err
+            continue
+        if not (torch.isinf(exact) & torch.isfinite(attack)).any():
+            break
+    if error is not None:
+        raise error
+    return exact
 
 
 def check_radius(case: Case, device: str | torch.device = "cpu") -> list[Violation]:
@@ -459,7 +468,7 @@ def check_radius(case: Case, device: str | torch.device = "cpu") -> list[Violati
     attack = minimal_perturbation(model, x, norm="linf").distance.double().cpu()
     radii = {m: certified_radius(model, x, norm="linf", method=m).double().cpu() for m in ("ibp", "crown")}
     eps_max = torch.where(torch.isfinite(attack), attack * 1.001 + 1e-9, torch.full_like(attack, 16.0))
-    exact = _exact_margin(model, x, eps_max)
+    exact = _exact_margin(model, x, eps_max, attack)
     out = []
     known = torch.isfinite(exact)  # inf: no change within eps_max, so the margin is not known, only large
     for m, r in radii.items():
