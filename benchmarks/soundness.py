@@ -25,7 +25,7 @@ Each case ``i`` of property ``P`` under ``--seed S`` is drawn from ``random.Rand
 is printed and written (one JSON line: seed, property, index, the case's description, what failed and by how
 much) so ``--replay P:i`` with the same seed rebuilds it exactly.
 
-Run: ``python benchmarks/soundness.py [--cases 10000] [--seed 0] [--device cpu] [--minutes 60]
+Run: ``python benchmarks/soundness.py [--cases 10000] [--seed 0] [--first 0] [--device cpu] [--minutes 60]
 [--properties bounds,radius,...] [--out violations.jsonl]``.
 """
 
@@ -606,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=10_000, help="cases per property (default 10000)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first", type=int, default=0, help="index of the first case (to continue an earlier run)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this long (all properties together)")
     ap.add_argument("--properties", default=",".join(PROPERTIES), help="comma-separated subset")
@@ -633,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     with open(args.out, "w") as log:
         # round-robin, so that a time cap leaves every property with its share of cases
-        for index in range(args.cases):
+        for index in range(args.first, args.first + args.cases):
             for prop in props:
                 if time.monotonic() > deadline:
                     break
@@ -651,8 +652,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"VIOLATION {prop}:{index} (replay: --seed {args.seed} --replay {prop}:{index}) "
                           f"{found[0].what}, excess {found[0].excess:.3e}", flush=True)
             else:
-                if (index + 1) % 500 == 0:
-                    print(f"{index + 1} rounds, {time.monotonic() - start:.0f} s", flush=True)
+                if (index + 1 - args.first) % 500 == 0:
+                    print(f"{index + 1 - args.first} rounds, {time.monotonic() - start:.0f} s", flush=True)
                 continue
             break
     total = time.monotonic() - start
