@@ -48,7 +48,8 @@ from torch import nn
 
 from .errors import ProbeError
 
-__all__ = ["GraphNode", "ModelGraph", "capture", "select_output", "format_graph", "LINEAR_KINDS", "ACTIVATIONS"]
+__all__ = ["GraphNode", "ModelGraph", "NodeList", "capture", "select_output", "format_graph", "LINEAR_KINDS",
+           "ACTIVATIONS"]
 
 #: kinds that are affine maps of their (single) input
 LINEAR_KINDS = frozenset({"conv", "linear", "batchnorm", "scale", "shift", "scale_shift", "slice", "select", "mean",
@@ -105,13 +106,10 @@ class GraphNode:
         return f"{self.kind} {self.name!r}{where}"
 
 
-@dataclass
-class ModelGraph:
-    """Nodes in topological order; the last is the (selected) output."""
+class NodeList:
+    """Walking a list of nodes in topological order (``nodes``; each has ``kind`` and ``inputs`` and is callable)."""
 
-    nodes: list[GraphNode]
-    input_shape: tuple[int, ...]
-    method: str = "export"
+    nodes: list
 
     @property
     def output(self) -> int:
@@ -133,6 +131,15 @@ class ModelGraph:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.values(x)[-1]
+
+
+@dataclass
+class ModelGraph(NodeList):
+    """Nodes in topological order; the last is the (selected) output."""
+
+    nodes: list[GraphNode]
+    input_shape: tuple[int, ...]
+    method: str = "export"
 
     def kinds(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ProbeError
-from ..graph import LINEAR_KINDS, GraphNode, ModelGraph, capture
+from ..graph import LINEAR_KINDS, GraphNode, ModelGraph, NodeList, capture
 from ..operator_norms import abs_linear_apply, batchnorm_affine
 
 __all__ = ["Node", "Graph", "build_graph", "abs_apply", "affine_backward", "batchnorm_affine"]
@@ -66,28 +66,14 @@ class Node:
 
 
 @dataclass
-class Graph:
+class Graph(NodeList):
     """Nodes in topological order; the last node is the model's output."""
 
     nodes: list[Node] = field(default_factory=list)
 
-    @property
-    def output(self) -> int:
-        return len(self.nodes) - 1
-
-    def consumers(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {i: [] for i in range(len(self.nodes))}
-        for i, n in enumerate(self.nodes):
-            for j in n.inputs:
-                out[j].append(i)
-        return out
-
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Values of every node on ``x``."""
-        vals: list[torch.Tensor] = []
-        for n in self.nodes:
-            vals.append(x if n.kind == "input" else n(*[vals[j] for j in n.inputs]))
-        return vals
+        return self.values(x)
 
 
 def _layer(g: GraphNode) -> nn.Module | None:
