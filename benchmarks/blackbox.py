@@ -19,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's probe, not an installed one
+
+from probe.testing import digits_mlp  # noqa: E402
 
 
 class Counted(torch.nn.Module):
@@ -39,24 +40,7 @@ class Counted(torch.nn.Module):
 
 
 def train_digits(device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xt, yt = torch.as_tensor(Xtr, device=device), torch.as_tensor(ytr, device=device)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(xt), yt).backward()
-        opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, torch.as_tensor(Xte, device=device), torch.as_tensor(yte, device=device)
+    return digits_mlp(device=device)
 
 
 def run_probe(model: Counted, x: torch.Tensor, steps: int) -> tuple[torch.Tensor, float, float]:

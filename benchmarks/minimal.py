@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's probe, not an installed one
@@ -37,28 +36,13 @@ from probe.attacks.cw import CarliniWagner  # noqa: E402
 from probe.attacks.margin_search import MarginSearch  # noqa: E402
 from probe.attacks.pgd import PGD  # noqa: E402
 from probe.microscope import minimal_perturbation  # noqa: E402
+from probe.testing import digits_mlp  # noqa: E402
 
 
 def train_digits(device: torch.device) -> tuple[torch.nn.Module, torch.Tensor]:
-    """The digits MLP of benchmarks/blackbox.py and its test images."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.3, random_state=0)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xt, yt = torch.as_tensor(Xtr, device=device), torch.as_tensor(ytr, device=device)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(xt), yt).backward()
-        opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net, torch.as_tensor(Xte, device=device)
+    """The digits MLP of ``probe.testing.digits_mlp`` and its test images."""
+    net, xte, _ = digits_mlp(device=device)
+    return net, xte
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:

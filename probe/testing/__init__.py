@@ -1,9 +1,16 @@
 """Analytic test problems with known answers, conformance checks for extensions, and a host-sync counter."""
 
 from .checks import check_attack, check_space, onehot_minimal_edits
-from .problems import AffineClassifier, AffineRegressor, affine_margin, affine_threshold_distance, probability_box
+from .problems import (
+    AffineClassifier,
+    AffineRegressor,
+    affine_margin,
+    affine_threshold_distance,
+    digits_mlp,
+    probability_box,
+)
 from .syncs import PROXY_SYNCS, HostSyncCounter, count_host_syncs
 
 __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance", "probability_box",
            "check_attack", "check_space", "onehot_minimal_edits", "count_host_syncs", "HostSyncCounter",
-           "PROXY_SYNCS"]
+           "PROXY_SYNCS", "digits_mlp"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..norms import check_norm, dual
@@ -82,3 +83,42 @@ def probability_box(model: torch.nn.Module) -> object:
             return torch.softmax(model(torch.as_tensor(a, dtype=torch.float32)), 1).double().numpy()
 
     return wrap(predict_proba)
+
+
+def digits_mlp(*, hidden: int = 64, epochs: int = 300, seed: int = 0, device: str | torch.device | None = None
+               ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A 64-hidden-64-10 ReLU MLP trained on scikit-learn's digits, and its held-out test images.
+
+    The images (8 x 8 pixels scaled to [0, 1], flattened) are split 70/30 with ``random_state=0``;
+    the network is trained by full-batch Adam (lr 1e-2) on cross-entropy from a seeded initialisation
+    drawn without touching the global generator. A real trained model with pixels on the bounds of
+    ``Box(0, 1)``, small enough for exact checks (needs scikit-learn).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, parameters without gradients.
+    x_test : torch.Tensor, shape (539, 64)
+    y_test : torch.Tensor, shape (539,)
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0)
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+    net = net.to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    xt, yt = torch.as_tensor(Xtr, device=dev), torch.as_tensor(ytr, device=dev)
+    for _ in range(int(epochs)):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, torch.as_tensor(Xte, device=dev), torch.as_tensor(yte, device=dev)

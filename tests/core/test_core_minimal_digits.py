@@ -7,7 +7,6 @@ success wherever CW or PGD succeeds, a median within 2 % of CW's, success decide
 the returned point, distance inf exactly on failures, and results that do not depend on batch_size.
 """
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,6 +14,7 @@ import probe
 from probe.attacks.pgd import PGD
 from probe.microscope import _best_of, minimal_perturbation
 from probe.results import AttackResult
+from probe.testing import digits_mlp
 
 N_TEST = 200
 BOX = probe.Box(0.0, 1.0)
@@ -23,25 +23,8 @@ BOX = probe.Box(0.0, 1.0)
 @pytest.fixture(scope="module")
 def digits():
     """A 64-64-10 ReLU MLP trained on scikit-learn's digits (pixels in [0, 1]) and 200 test images."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
-    Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.3, random_state=0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-        xt, yt = torch.as_tensor(Xtr), torch.as_tensor(ytr)
-        for _ in range(300):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt), yt).backward()
-            opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    x = torch.as_tensor(Xte[:N_TEST])
+    net, x_test, _ = digits_mlp()
+    x = x_test[:N_TEST]
     return net, x, net(x).argmax(1)
 
 
