@@ -138,8 +138,9 @@ def lipschitz_bound(model: nn.Module, *, norm: str = "l2", method: str = "spectr
         ``"spectral"``: product of per-layer operator norms, each a proven upper bound (float64 SVD
         of the layer's matrix for L2, or the circular-convolution bound for convolutions too large
         to write out; exact row / column sums for L-inf / L1). ``"lipsdp-*"``: the semidefinite
-        program of Fazlyab et al. (NeurIPS 2019), needs cvxpy; for L-inf it is converted with
-        :math:`\sqrt{d}`.
+        program of Fazlyab et al. (NeurIPS 2019), solved by a built-in interior-point method
+        (cvxpy solvers through ``solver=``; options in :func:`probe.certify.lipsdp.lipsdp`); for
+        L-inf it is converted with :math:`\sqrt{d}`.
     input_shape : tuple of int, optional
         Shape of one input; needed when the model does not start with a Linear layer
         (convolutions are operators on a given spatial size).
