@@ -81,7 +81,7 @@ _WARN_SECONDS = 10.0
 _FLOPS = 4e9
 # primal-dual iterations to gap_tol = 1e-8, with room (19 on the 64-64-10 MLP, 13 for its layer variant)
 _ITERATIONS = 30
-# a cvxpy solver on the 192 x 192 LMI of a 64-64-10 MLP (Clarabel, two cores), scaled as D^6
+# a cvxpy solver on the 192 x 192 LMI of a 64-64-10 MLP (Clarabel, two quiet cores), scaled as D^6
 _CVXPY_SECONDS_AT_192 = 500.0
 
 
@@ -495,8 +495,9 @@ def lipsdp_expected_seconds(n_inputs: int, neurons: int, *, variant: str = "neur
         Seconds. Interior point: about 30 iterations of :math:`40 D^3 + 12 n D^2 + 32 n^2 + m^3/3`
         floating-point operations at 4 GFlop/s (:math:`m` multipliers: :math:`n` or the number of
         layers). A cvxpy solver factorises a KKT system over the :math:`D(D+1)/2` entries of the
-        PSD cone, :math:`O(D^6)` per iteration: 500 s at :math:`D = 192` (Clarabel, measured),
-        scaled by :math:`(D / 192)^6`. An order of magnitude, not a promise.
+        PSD cone, :math:`O(D^6)` per iteration: 500 s at :math:`D = 192` (Clarabel on a quiet
+        two-core machine; 2348 s on a loaded one), scaled by :math:`(D / 192)^6`. An order of
+        magnitude, not a promise.
     """
     D, n = n_inputs + neurons, neurons
     if solver is None or str(solver).lower() == "ipm":
