@@ -119,8 +119,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         net = train_digits()
-        graph = build_graph(net)
-        graph.infer_shapes(torch.zeros(1, 64))
+        graph = build_graph(net, torch.zeros(2, 64))
         weights, slopes = L.dense_layers(graph)
         lmi = L._lmi(weights, slopes)
         spectral = lipschitz_bound(net).value

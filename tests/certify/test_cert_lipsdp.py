@@ -16,8 +16,7 @@ from probe.certify.lipschitz import empirical_lipschitz_lower_bound, lipschitz_b
 
 
 def _layers(net, n_in):
-    graph = build_graph(net)
-    graph.infer_shapes(torch.zeros(1, n_in, dtype=next(net.parameters()).dtype))
+    graph = build_graph(net, torch.zeros(2, n_in, dtype=next(net.parameters()).dtype))
     return L.dense_layers(graph)
 
 
@@ -173,7 +172,7 @@ def test_progress_bar_and_bad_variant():
     assert lipschitz_bound(net, method="lipsdp-neuron", progress=True).value == pytest.approx(
         lipschitz_bound(net, method="lipsdp-neuron", progress=False).value, rel=1e-12)
     with pytest.raises(ProbeError, match="variant 'block'"):
-        L.lipsdp(net, build_graph(net), variant="block")
+        L.lipsdp(net, build_graph(net, torch.zeros(2, 4)), variant="block")
 
 
 def test_low_accuracy_solver_still_returns_a_sound_bound():
