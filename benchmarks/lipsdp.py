@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's probe, not an installed one
 
+from probe import ProbeError
 from probe.certify import lipsdp as L
 from probe.certify.graph import build_graph
 from probe.certify.lipschitz import lipschitz_bound
@@ -95,14 +96,15 @@ def old_formulation(weights: list, slopes: list) -> tuple[float, np.ndarray]:
 
 def run(name: str, solve, lmi) -> dict:
     t0 = time.perf_counter()
-    rho, t = solve()
+    rho = math.nan
     try:
+        rho, t = solve()
         rho_sound, top = L._certify(lmi, rho, t)
-    except Exception as err:  # noqa: BLE001 - a failed certificate is a row of the table
+    except ProbeError as err:  # a solver that fails, or a point the check rejects, is a row of the table
         rho_sound, top = math.nan, math.nan
         print(f"{name}: {err}")
     check = "failed" if math.isnan(rho_sound) else "passed" if rho_sound == rho else "raised"
-    return {"solver": name, "seconds": time.perf_counter() - t0, "raw": math.sqrt(max(rho, 0.0)),
+    return {"solver": name, "seconds": time.perf_counter() - t0, "raw": math.sqrt(rho) if rho >= 0 else math.nan,
             "value": math.sqrt(rho_sound), "check": check, "top": top}
 
 
