@@ -16,7 +16,8 @@ import torch
 
 from .errors import ProbeError
 
-__all__ = ["resolve_device", "module_device", "model_hygiene", "single_thread", "as_input", "batches"]
+__all__ = ["resolve_device", "module_device", "model_hygiene", "single_thread", "blas_threads", "as_input",
+           "batches"]
 
 
 def resolve_device(device: str | torch.device | None = None, model: object | None = None, x: object = None
@@ -100,6 +101,25 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Limit BLAS/LAPACK threads (NumPy, SciPy) for the duration of a block; ``None`` leaves them as they are.
+
+    Through threadpoolctl where installed (it comes with scikit-learn). On a shared machine a
+    multithreaded dense solve can run many times slower than a single-threaded one.
+    """
+    if threads is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=int(threads), user_api="blas"):
+        yield
 
 
 def as_input(x: object, *, name: str = "x", device: torch.device | None = None) -> torch.Tensor:

@@ -56,17 +56,16 @@ reports (``layers["gap"]``) measures accuracy, not soundness.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..devices import blas_threads
 from ..errors import ProbeError
 from .graph import Graph
 from .lipschitz import LipschitzBound, register_lipschitz_method
@@ -507,21 +506,6 @@ def lipsdp_expected_seconds(n_inputs: int, neurons: int, *, variant: str = "neur
     return _CVXPY_SECONDS_AT_192 * (D / 192) ** 6
 
 
-@contextlib.contextmanager
-def _blas_threads(threads: int | None) -> Iterator[None]:
-    """Limit BLAS/LAPACK threads for the duration of a block (through threadpoolctl, where installed)."""
-    if threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=int(threads), user_api="blas"):
-        yield
-
-
 def lipsdp(model: nn.Module, graph: Graph, *, norm: str = "l2", variant: str = "neuron", solver: str | None = None,
            solver_options: dict | None = None, gap_tol: float = 1e-8, threads: int | None = 1,
            progress: bool | None = None) -> LipschitzBound:
@@ -588,7 +572,7 @@ def lipsdp(model: nn.Module, graph: Graph, *, norm: str = "l2", variant: str = "
                           f"to take about {expected:.0f} s", stacklevel=4)
         lmi = _lmi(weights, slopes)
         t0 = time.perf_counter()
-        with _blas_threads(threads):
+        with blas_threads(threads):
             if use_ipm:
                 rho, t, gap = _solve_ipm(lmi, variant, gap_tol, progress)
                 extra["gap"] = gap
