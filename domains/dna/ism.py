@@ -9,10 +9,12 @@ from torch import nn
 
 from probe import ProbeError
 from probe.devices import model_hygiene, resolve_device
+from probe.graph import select_output
 from probe.models import forward
 
 from ._fastism import ConvTrunk, Unsupported
 from .io import Sequences, as_sequences, one_hot
+from .window_ism import window_table
 
 __all__ = ["saturation_mutagenesis", "prepare_input"]
 
@@ -74,10 +76,11 @@ def _mutants(X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor, pos: torch.
     return xm
 
 
-def saturation_mutagenesis(model: object, X: object, *, target: int | None = None, batch_size: int = 256,
+def saturation_mutagenesis(model: object, X: object, *, target: int | None = None, batch_size: int | None = None,
                            device: str | torch.device | None = None, start: int = 0, end: int | None = None,
                            centered: bool = False, hypothetical: bool = False, fast: bool | None = None,
-                           progress: bool | None = False, iupac: str = "error", pad: str | None = None
+                           progress: bool | None = False, iupac: str = "error", pad: str | None = None,
+                           output: int | str | None = None, reduce: object = None, dtype: torch.dtype | None = None
                            ) -> torch.Tensor:
     r"""Change of the model's output under every single-base substitution.
 
@@ -97,15 +100,16 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
     Parameters
     ----------
     model : torch.nn.Module or callable
-        Maps (B, 4, L) to (B, K) (or (B,)).
+        Maps (B, 4, L) to (B, K) (or (B,), or anything ``output`` and ``reduce`` turn into that).
     X : torch.Tensor of shape (N, 4, L), or sequences (str, Sequences, list of str / SeqRecord)
         Never modified.
     target : int, optional
         Output column. Default: the only column of a single-output model; for K > 1 outputs the
         result gets a last axis of size K.
-    batch_size : int, default 256
-        Mutants per forward pass (256 keeps the fast path's windows in cache on a CPU; on a GPU
-        larger batches pay); the result does not depend on it.
+    batch_size : int, optional
+        Mutants per step; the result does not depend on it. Default: on the fast path, as many as
+        fill half the free GPU memory (``torch.cuda.mem_get_info``) on CUDA, or a cache-sized batch
+        on a CPU; 256 full forward passes otherwise.
     device : str or torch.device, optional
         Default: the model's device; for a model without parameters the input's; else the CPU.
     start, end : int, optional
@@ -113,15 +117,27 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
     centered, hypothetical : bool, default False
         Return tangermeme's centred attribution instead of the raw change (see above).
     fast : bool or None, default None
-        For an ``nn.Sequential`` whose first layers are Conv1d / pooling / elementwise layers, carry
-        each edit through the trunk as the narrow window it can change (fastISM, Nair et al. 2022).
-        The fast path is checked against full forward passes on the first batch of edits (which
-        includes both ends of the sequence) and abandoned with a warning if they differ by more than
-        rounding. ``None`` uses it where the model allows; ``True`` also warns when it does not;
-        ``False`` never uses it.
+        For any ``nn.Module`` that :func:`probe.graph.capture` captures (own ``forward``, residual
+        and dilated towers, crops, pooling, several heads), carry each edit through the graph as the
+        narrow window of positions it can change, read against the activations of the unedited
+        sequence (fastISM, Nair et al. 2022; :mod:`domains.dna.window_ism`); means and sums over the
+        sequence axis are updated by the window's difference, and nodes that mix the whole axis
+        (flatten + linear, ...) run in full from there. The fast path is checked against full
+        forward passes on the first batch of edits (which includes both ends of the sequence) and
+        abandoned with a warning if they differ by more than rounding in the compute dtype.
+        ``None`` uses it where the model allows; ``True`` also warns when it does not; ``False``
+        never uses it.
     progress : bool or None, default False
         Progress bar over batches (None: only on a terminal).
     iupac, pad : passed to :func:`one_hot` when ``X`` holds sequences.
+    output : int or str, optional
+        Which entry of a tuple/list (index) or dict (key) output to probe (a profile or a count head).
+    reduce : callable, optional
+        Applied to the selected output, e.g. ``lambda y: y[:, 0].sum(-1)`` to probe a profile head
+        by its total without materialising (N, 4, L, strands, L_out) (tangermeme's ``func``).
+    dtype : torch.dtype, optional
+        Compute dtype of the fast path (``torch.bfloat16``, ``torch.float16`` on a GPU); its check
+        tolerance is scaled to it. Default: the model's output dtype.
 
     Returns
     -------
@@ -143,20 +159,29 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
     end = length if end is None else (length + 1 + end if end < 0 else end)
     if not 0 <= start < end <= length:
         raise ProbeError(f"need 0 <= start < end <= length; got start={start}, end={end}, length={length}")
-    if batch_size is None or int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise ProbeError(f"batch_size must be a positive integer, got {batch_size}")
-    batch_size = int(batch_size)
+    batch_size = None if batch_size is None else int(batch_size)
 
     with model_hygiene(model, dev) as m, torch.no_grad():
-        y0 = torch.cat([_call(m, X[i:i + batch_size], seqs, i) for i in range(0, n, batch_size)])
+        plain_model = m if output is None and reduce is None else \
+            (lambda x, m=m: select_output(m(x), output, reduce))
+        m, windowed = plain_model, m
+        step = batch_size or 256
+        y0 = torch.cat([_call(m, X[i:i + step], seqs, i) for i in range(0, n, step)])
         k = y0.shape[1]
         if target is not None and not -k <= int(target) < k:
             raise ProbeError(f"target={target} is out of range for a model with {k} outputs")
         edits = _edit_list(X, start, end)
-        table = torch.zeros(n, 4, length, k, device=dev, dtype=y0.dtype)
-        trunk = _trunk(m, fast)
+        fast_table = None if fast is False else window_table(
+            windowed, X, edits, y0, plain=lambda s, b, p: _call(m, _mutants(X, s, b, p), seqs, 0),
+            batch_size=batch_size, output=output, reduce=reduce, dtype=dtype, fast=fast, progress=progress)[0]
+        batch_size = 256 if batch_size is None else batch_size
+        table = torch.zeros(n, 4, length, k, device=dev, dtype=y0.dtype) if fast_table is None else fast_table
+        trunk = None if fast_table is not None else _trunk(m, fast)
         cache = None if trunk is None else _TrunkCache(trunk, X, batch_size)
-        chunks = list(zip(range(0, len(edits), batch_size), _batch_spans(edits, batch_size)))
+        spans = [] if fast_table is not None else _batch_spans(edits, batch_size)
+        chunks = list(zip(range(0, len(edits), batch_size), spans))
         # no host sync inside this loop: which sequences a batch touches was read once above, and the
         # outputs are checked for NaN/inf once, on the whole table, below
         for c, (lo, hi) in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
