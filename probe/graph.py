@@ -677,7 +677,8 @@ def _make(fx_node: torch.fx.Node, tgt: object, args: list, kwargs: dict, const: 
         return GraphNode(n, "permute", (node_input(x),), {"perm": tuple(perm)}), False
     if base in ("constant_pad_nd", "pad"):
         pad = tuple(int(p) for p in const(fx_node.args[1]))
-        value = float(const(fx_node.args[2])) if len(fx_node.args) > 2 and fx_node.args[2] is not None else 0.0
+        value = float(const(fx_node.args[2])) if base == "constant_pad_nd" and len(fx_node.args) > 2 and \
+            fx_node.args[2] is not None else 0.0  # aten.pad's third argument is the mode
         if base == "pad" and len(fx_node.args) > 2 and const(fx_node.args[2]) not in ("constant", None):
             return None
         if base == "pad":
