@@ -178,6 +178,10 @@ class WindowISM:
         if len(graph.input_shape) != 2 or graph.input_shape[0] != 4:
             raise Unsupported(f"the graph's input has shape {graph.input_shape}, not (4, L)")
         self.nodes = _cast(graph, device, dtype)
+        # nodes computed in full (reductions, heads) run in float32 under a half-precision compute dtype:
+        # f(mutant) - f(reference) of outputs of size ~1 would otherwise round away
+        self.tail_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        self.tail = self.nodes if self.tail_dtype == dtype else _cast(graph, device, self.tail_dtype)
         self.length, self.device, self.dtype = length, device, dtype
         self.win: list[_Window | None] = []  # None: the node is computed in full
         self.steps: list[Callable] = []
@@ -259,6 +263,7 @@ class WindowISM:
 
     def _full(self, i: int, node: GraphNode) -> None:
         """Compute the node in full; windowed inputs are written into their references first."""
+        node, dt = self.tail[i], self.tail_dtype
         full_in = {}
         for j in node.inputs:
             if self.win[j] is not None and j not in full_in:
@@ -270,7 +275,7 @@ class WindowISM:
         self._macs(node, size, size)
 
         def step(st, node=node, full_in=full_in):
-            return node(*[st.read(full_in[j]) if j in full_in else st.vals[j] for j in node.inputs])
+            return node(*[st.read(full_in[j]).to(dt) if j in full_in else st.vals[j] for j in node.inputs])
         self.steps.append(step)
 
     def _materialising(self, i: int, step: Callable) -> Callable:
@@ -370,7 +375,7 @@ class WindowISM:
         def step(st, i=i, j=j, ref=ref, count=count):
             diff = st.vals[j] - st.read(ref, with_window=False)
             diff = torch.where(st.inside(j), diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
-            delta = diff.sum(dims, keepdim=keep)
+            delta = diff.to(self.tail_dtype).sum(dims, keepdim=keep)
             return st.ref(i) + (delta / count if count != 1 else delta)
         self.steps.append(step)
         return True
@@ -455,9 +460,12 @@ class WindowISM:
     def references(self, X: torch.Tensor) -> _References:
         """Activations of the unedited sequences (S, 4, L), computed once for all their mutants."""
         vals: list[torch.Tensor] = []
-        x = X.to(self.dtype)
-        for n in self.nodes:
-            vals.append(x if n.kind == "input" else n(*[vals[j] for j in n.inputs]))
+        for i, w in enumerate(self.win):
+            if i == 0:
+                vals.append(X.to(self.dtype))
+                continue
+            node, dt = (self.nodes[i], self.dtype) if w is not None else (self.tail[i], self.tail_dtype)
+            vals.append(node(*[vals[j].to(dt) for j in node.inputs]))
         return _References(self, vals)
 
     def outputs(self, refs: _References, seq: torch.Tensor, base: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -606,7 +614,7 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
     counts = [int(c) for c in torch.bincount(edits[:, 0], minlength=n).tolist()]  # once, before the loop
     group = max(1, min(64, -(-bs // (3 * length))))
     table = torch.zeros(n, 4, length, k, device=X.device, dtype=y0.dtype)
-    y_ref = torch.empty(n, k, device=X.device, dtype=dtype)
+    y_ref = torch.empty(n, k, device=X.device, dtype=table.dtype)
     first = True
     done = 0
     bar = tqdm(total=len(edits), desc="ISM", disable=progress is False if progress is not None else None,
@@ -617,7 +625,7 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
         if stop == done:
             continue
         refs = plan.references(X[g0:g1])
-        y_ref[g0:g1] = refs.vals[-1].reshape(g1 - g0, -1)
+        y_ref[g0:g1] = refs.vals[-1].reshape(g1 - g0, -1).to(table.dtype)
         for c in range(done, stop, bs):
             seq, base, pos = edits[c:min(c + bs, stop)].unbind(1)
             y = plan.outputs(refs, seq - g0, base, pos)
@@ -629,7 +637,7 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
                     warnings.warn("saturation_mutagenesis fell back to full forward passes: the receptive-field "
                                   f"fast path failed its check, {reason}", stacklevel=3)
                     return None, plan
-            table[seq, base, pos] = (y - y_ref[seq]).to(table.dtype)
+            table[seq, base, pos] = y.to(table.dtype) - y_ref[seq]
             bar.update(len(seq))
         done = stop
     bar.close()
