@@ -73,3 +73,26 @@ def one_hot(n, length, seed=0):
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, 4, (n, length), generator=g)
     return F.one_hot(idx, 4).transpose(1, 2).float()
+
+
+class StridedPad(nn.Module):
+    """Strided convolution and pooling, explicit padding, exp and sigmoid (f(0) != 0) before zero-padded
+    convolutions, a position-wise linear layer on the transposed tensor, and a global max pool."""
+
+    def __init__(self, channels=6, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.c1 = nn.Conv1d(4, channels, 4, stride=2, padding=1)
+        self.pool = nn.AvgPool1d(3, stride=2, padding=1)
+        self.c2 = nn.Conv1d(channels, channels, 3, padding=2, dilation=2, groups=2)
+        self.mix = nn.Linear(channels, channels)
+        self.c3 = nn.Conv1d(channels, channels, 5)
+        self.head = nn.Linear(channels, 3)
+
+    def forward(self, x):
+        h = torch.exp(0.3 * self.c1(x))
+        h = self.pool(h)
+        h = torch.sigmoid(self.c2(F.pad(h, (2, 1), value=0.5)))
+        h = self.mix(h.transpose(1, 2)).transpose(1, 2)
+        h = F.elu(self.c3(h))
+        return self.head(F.adaptive_max_pool1d(h, 1).flatten(1))
