@@ -312,8 +312,37 @@ class WindowISM:
         pad = a["padding"]
         left = 0 if pad == "valid" else d * (k - 1) // 2 if pad == "same" else pad[0]
         wt, b, g = a["weight"], a["bias"], a["groups"]
+        if s == 1 and w.ax == len(node.shape):
+            return self._plan_conv_change(i, node, w, k, d, left)
         return self._plan_mixing(i, node, w, k, s, d, left, 0.0,
                                  lambda x: F.conv1d(x, wt, b, s, 0, d, g))
+
+    def _plan_conv_change(self, i: int, node: GraphNode, w: _Window, k: int, d: int, left: int) -> bool:
+        """A stride-1 convolution is linear: its window is the reference plus the convolution of the change.
+
+        The change ``x' - x`` is zero outside the input's window, so the transposed convolution of
+        those ``W`` columns alone gives the ``W + (K - 1) d`` changed outputs, with ``W K`` instead
+        of ``(W + (K - 1) d) K`` columns of multiply-adds (half of them for BPNet's widest layers).
+        """
+        j = node.inputs[0]
+        ext = (k - 1) * d
+        out = self._clip(w.ax, node.shape[-1], w.off + left - ext, w.width + ext)
+        self.win.append(out)
+        under = self._read(j, w.off, w.width, 0.0)
+        ref_out = self._read(i, out.off, out.width, 0.0, masked=False)
+        weight, g = node.attrs["weight"], node.attrs["groups"]
+        c_out, c_in, _ = weight.shape
+        # conv1d weight (C_out, C_in / g, K) as a conv_transpose1d weight (C_in, C_out / g, K), flipped
+        wt = weight.reshape(g, c_out // g, c_in, k).transpose(1, 2).reshape(g * c_in, c_out // g, k).flip(-1)
+        wt = wt.contiguous()
+        self._macs(node, w.width, node.shape[-1])
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+
+        def step(st, j=j, under=under, ref_out=ref_out):
+            diff = torch.where(st.inside(j), st.vals[j], zero) - st.reference(under)
+            return st.reference(ref_out) + F.conv_transpose1d(diff, wt, None, 1, 0, 0, g, d)
+        self.steps.append(step)
+        return True
 
     def _plan_maxpool(self, i: int, node: GraphNode, w: _Window) -> bool:
         a = node.attrs
@@ -373,7 +402,7 @@ class WindowISM:
         self.materialised.append(f"{node.name} (incremental)")
 
         def step(st, i=i, j=j, ref=ref, count=count):
-            diff = st.vals[j] - st.read(ref, with_window=False)
+            diff = st.vals[j] - st.reference(ref)
             diff = torch.where(st.inside(j), diff, torch.zeros((), dtype=diff.dtype, device=diff.device))
             delta = diff.to(self.tail_dtype).sum(dims, keepdim=keep)
             return st.ref(i) + (delta / count if count != 1 else delta)
@@ -514,11 +543,20 @@ class _State:
         rank = self.vals[i].dim()
         return mask.reshape((len(q),) + (1,) * (w.ax - 1) + (w.width,) + (1,) * (rank - 1 - w.ax))
 
-    def read(self, r: _Read, *, with_window: bool = True) -> torch.Tensor:
+    def reference(self, r: _Read) -> torch.Tensor:
+        """The reference of node ``r.src`` over ``[start, start + width)`` per mutant (no window written in)."""
+        w = self.plan.win[r.src]
+        shape = list(self.refs.vals[r.src].shape)
+        shape[0], shape[w.ax] = len(self.pos), r.width
+        start = r.start.index_select(0, self.pos) + r.margin[0]
+        ctx = self.refs.rows(r).unfold(2, r.width, 1)[self.seq, :, start]
+        return ctx.reshape(*(shape[:w.ax] + shape[w.ax + 1:]), r.width).movedim(-1, w.ax)
+
+    def read(self, r: _Read) -> torch.Tensor:
         """Node ``r.src`` over ``[start, start + width)`` per mutant, in the node's own layout."""
         w = self.plan.win[r.src]
         win = self.vals[r.src]
-        if r.same and with_window:
+        if r.same:
             return win
         shape = list(win.shape)
         shape[w.ax] = r.width
@@ -529,8 +567,6 @@ class _State:
         def reference(first: int, width: int) -> torch.Tensor:  # (M, C, width) from the padded reference
             return rows.unfold(2, width, 1)[self.seq, :, start + first]
 
-        if not with_window:
-            return reference(0, r.width).reshape(*lead, r.width).movedim(-1, w.ax)
         if r.masked:
             win = torch.where(self.inside(r.src), win, torch.full((), r.fill, dtype=win.dtype, device=win.device))
         cw = win.movedim(w.ax, -1).reshape(len(start), -1, w.width)

@@ -184,6 +184,6 @@ def test_bfloat16_compute_dtype(window_calls):
     plain = saturation_mutagenesis(model, X, fast=False, **kw)
     low = _fast(model, X, dtype=torch.bfloat16, **kw)
     assert window_calls and low.dtype == plain.dtype
-    scale = float(plain.abs().max())
-    assert float((low - plain).abs().max()) < 0.1 * scale  # bfloat16 rounding, not a wrong window
-    assert float((low - plain).abs().max()) > 1e-7 * scale  # it really computed in bfloat16
+    err, scale = float((low - plain).abs().max()), _output_scale(model, X, **kw)
+    assert err < 2e-2 * scale  # bfloat16 rounding (8 bits) of outputs of this size, not a wrong window
+    assert err > 1e-5 * scale  # it really computed in bfloat16
