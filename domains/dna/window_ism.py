@@ -510,18 +510,26 @@ class _References:
 
     def __init__(self, plan: WindowISM, vals: list[torch.Tensor]):
         self.plan, self.vals = plan, vals
-        self.padded: dict[tuple, torch.Tensor] = {}
+        self.padded: dict[tuple, tuple[torch.Tensor, int]] = {}
 
-    def rows(self, r: _Read) -> torch.Tensor:
-        """Node ``r.src``'s reference as (S, C, L + margins), padded with ``r.fill``."""
+    def rows(self, r: _Read) -> tuple[torch.Tensor, int]:
+        """Node ``r.src``'s reference as (C, S * (L + margins)), padded with ``r.fill``, and ``L + margins``."""
         got = self.padded.get(r.key)
         if got is None:
             w = self.plan.win[r.src]
             v = self.vals[r.src].movedim(w.ax, -1)
             v = v.reshape(v.shape[0], -1, v.shape[-1])
-            got = F.pad(v, r.margin, value=r.fill) if any(r.margin) else v.contiguous()
+            v = F.pad(v, r.margin, value=r.fill) if any(r.margin) else v
+            got = (v.transpose(0, 1).reshape(v.shape[1], -1).contiguous(), v.shape[-1])
             self.padded[r.key] = got
         return got
+
+    def gather(self, r: _Read, seq: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tensor:
+        """(M, C, width): ``width`` positions of the padded reference from ``start`` (padded index) of each ``seq``."""
+        flat, lp = self.rows(r)
+        at = (seq * lp + start)[:, None] + torch.arange(width, device=start.device)
+        m, c = len(at), flat.shape[0]
+        return torch.gather(flat.expand(m, -1, -1), 2, at[:, None, :].expand(m, c, width))
 
 
 class _State:
@@ -549,7 +557,7 @@ class _State:
         shape = list(self.refs.vals[r.src].shape)
         shape[0], shape[w.ax] = len(self.pos), r.width
         start = r.start.index_select(0, self.pos) + r.margin[0]
-        ctx = self.refs.rows(r).unfold(2, r.width, 1)[self.seq, :, start]
+        ctx = self.refs.gather(r, self.seq, start, r.width)
         return ctx.reshape(*(shape[:w.ax] + shape[w.ax + 1:]), r.width).movedim(-1, w.ax)
 
     def read(self, r: _Read) -> torch.Tensor:
@@ -561,11 +569,10 @@ class _State:
         shape = list(win.shape)
         shape[w.ax] = r.width
         lead = shape[:w.ax] + shape[w.ax + 1:]
-        rows = self.refs.rows(r)
         start = r.start.index_select(0, self.pos) + r.margin[0]
 
         def reference(first: int, width: int) -> torch.Tensor:  # (M, C, width) from the padded reference
-            return rows.unfold(2, width, 1)[self.seq, :, start + first]
+            return self.refs.gather(r, self.seq, start + first, width)
 
         if r.masked:
             win = torch.where(self.inside(r.src), win, torch.full((), r.fill, dtype=win.dtype, device=win.device))
