@@ -125,8 +125,10 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
         (flatten + linear, ...) run in full from there. The fast path is checked against full
         forward passes on the first batch of edits (which includes both ends of the sequence) and
         abandoned with a warning if they differ by more than rounding in the compute dtype.
-        ``None`` uses it where the model allows; ``True`` also warns when it does not; ``False``
-        never uses it.
+        ``None`` uses it where the model allows and the job is large enough to pay for capturing
+        the graph (parameters x length x edits of at least 2e9, about a second of full passes);
+        ``True`` uses it wherever the model allows and warns when it does not; ``False`` never
+        uses it.
     progress : bool or None, default False
         Progress bar over batches (None: only on a terminal).
     iupac, pad : passed to :func:`one_hot` when ``X`` holds sequences.

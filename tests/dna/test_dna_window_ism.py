@@ -187,3 +187,19 @@ def test_bfloat16_compute_dtype(window_calls):
     err, scale = float((low - plain).abs().max()), _output_scale(model, X, **kw)
     assert err < 2e-2 * scale  # bfloat16 rounding (8 bits) of outputs of this size, not a wrong window
     assert err > 1e-5 * scale  # it really computed in bfloat16
+
+
+@pytest.mark.parametrize("name", ["tower", "dict_profile"])
+def test_no_host_sync_per_batch(name):
+    from probe.testing import count_host_syncs
+
+    make, kw = CASES[name]
+    model = make().eval()
+    X = _sequences(6, 64)
+    counts = []
+    for n in (2, 6):  # 2 x 192 and 6 x 192 edits (and the N columns): 7 and 19 batches of 64
+        _fast(model, X[:n], batch_size=64, **kw)
+        with count_host_syncs("cpu") as counter:
+            _fast(model, X[:n], batch_size=64, **kw)
+        counts.append(counter.count)
+    assert counts[0] == counts[1] <= 16, counts  # the capture, the plan, the check: none per batch
