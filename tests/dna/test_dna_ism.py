@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from domains.dna import one_hot, saturation_mutagenesis
-from domains.dna._fastism import ConvTrunk
+from domains.dna.window_ism import WindowISM
 from probe import ProbeError
 
 
@@ -36,9 +36,9 @@ def _model(kind, length, seed=0):
     return m.eval()
 
 
-# where the convolutional trunk ends: the layers left for the head, and whether that head is Flatten + Linear
-HEADS = {"basset": ([nn.Flatten, nn.Linear], True), "strided": ([nn.AdaptiveMaxPool1d, nn.Flatten, nn.Linear], False),
-         "profile": ([], False)}
+# where the windows end: the first node computed in full (the flatten before the dense head), or none, where the
+# output itself runs along the sequence (a profile) and is written in full at the end
+HEADS = {"basset": ["reshape"], "strided": ["reshape"], "profile": []}
 
 
 @pytest.mark.parametrize("kind", ["basset", "strided", "profile"])
@@ -47,21 +47,23 @@ def test_fast_path_equals_plain_path(kind, device, monkeypatch):
     X[1, :, 10] = 0  # an N
     X[2, :, 0] = 0  # an N at the edge
     m = _model(kind, 47).to(device)
-    trunk = ConvTrunk(m)
-    assert ([type(layer) for layer in trunk.head], trunk.linear) == HEADS[kind]
+    from probe.graph import capture
+
+    plan = WindowISM(capture(m, X.to(device)), 47, torch.device(device), torch.float32)
+    assert [n.kind for n, w in zip(plan.nodes, plan.win) if w is None][:1] == HEADS[kind]
     calls = []
-    real = ConvTrunk.edits
+    real = WindowISM.outputs
 
     def counted(self, *args):
         calls.append(1)
         return real(self, *args)
 
-    monkeypatch.setattr(ConvTrunk, "edits", counted)
+    monkeypatch.setattr(WindowISM, "outputs", counted)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the fast path must pass its own check
         fast = saturation_mutagenesis(m, X.to(device), fast=True, batch_size=61)
     n_fast = len(calls)
-    assert n_fast > 1  # the edits really went through the trunk (its first call is the check against the plain path)
+    assert n_fast > 1  # the edits really went through the windows (one call is the check against the plain path)
     plain = saturation_mutagenesis(m, X.to(device), fast=False, batch_size=500)
     assert len(calls) == n_fast  # and the plain path never does
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
@@ -120,12 +122,12 @@ def test_fast_path_falls_back_with_a_warning(monkeypatch):
     X = _seqs(2, 20)
     m = _model("basset", 20)
     plain = saturation_mutagenesis(m, X, fast=False)
-    real = ConvTrunk.edits
+    real = WindowISM.outputs
 
     def broken(self, *args):
         return real(self, *args) + 1.0
 
-    monkeypatch.setattr(ConvTrunk, "edits", broken)
+    monkeypatch.setattr(WindowISM, "outputs", broken)
     with pytest.warns(UserWarning, match="fell back to full forward passes"):
         out = saturation_mutagenesis(m, X, fast=True)
     torch.testing.assert_close(out, plain, atol=1e-5, rtol=0)
