@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch import nn
 
 from probe import ProbeError
 from probe.devices import model_hygiene, resolve_device
 from probe.graph import select_output
 from probe.models import forward
 
-from ._fastism import ConvTrunk, Unsupported
 from .io import Sequences, as_sequences, one_hot
 from .window_ism import window_table
 
 __all__ = ["saturation_mutagenesis", "prepare_input"]
-
-_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
-
 
 def prepare_input(X: object, device: torch.device, **one_hot_options: object) -> tuple[torch.Tensor, Sequences | None]:
     """One-hot tensor (N, 4, L) on ``device`` (a copy) and the named sequences it came from, if any."""
@@ -180,19 +173,14 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
             batch_size=batch_size, output=output, reduce=reduce, dtype=dtype, fast=fast, progress=progress)[0]
         batch_size = 256 if batch_size is None else batch_size
         table = torch.zeros(n, 4, length, k, device=dev, dtype=y0.dtype) if fast_table is None else fast_table
-        trunk = None if fast_table is not None else _trunk(m, fast)
-        cache = None if trunk is None else _TrunkCache(trunk, X, batch_size)
         spans = [] if fast_table is not None else _batch_spans(edits, batch_size)
         chunks = list(zip(range(0, len(edits), batch_size), spans))
         # no host sync inside this loop: which sequences a batch touches was read once above, and the
         # outputs are checked for NaN/inf once, on the whole table, below
-        for c, (lo, hi) in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
-                                leave=False):
+        for c, (lo, _) in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
+                               leave=False):
             seq, base, pos = edits[c:c + batch_size].unbind(1)
-            if trunk is not None:
-                y, trunk = _fast_batch(m, cache, X, seq, base, pos, seqs, lo, hi, first=c == 0)
-            else:
-                y = _call(m, _mutants(X, seq, base, pos), seqs, lo, check=False)
+            y = _call(m, _mutants(X, seq, base, pos), seqs, lo, check=False)
             if y.shape[1] != k:
                 raise ProbeError(f"the model returned {y.shape[1]} outputs on mutants of {_label(seqs, lo)} "
                                  f"and {k} on the sequence itself")
@@ -225,75 +213,3 @@ def _check_finite(table: torch.Tensor, seqs: Sequences | None) -> None:
         i, b, p = (int(v) for v in bad.flatten(3).any(3).nonzero()[0])
         raise ProbeError(f"the model returned a non-finite output on {_label(seqs, i)} with base "
                          f"{'ACGT'[b]} at position {p}")
-
-
-def _trunk(model: object, fast: bool | None) -> ConvTrunk | None:
-    if fast is False:
-        return None
-    try:
-        return ConvTrunk(model) if isinstance(model, nn.Module) else _unsupported("it is not a torch.nn.Module")
-    except Unsupported as err:
-        if fast:
-            warnings.warn(f"saturation_mutagenesis uses full forward passes: {err}", stacklevel=3)
-        return None
-
-
-def _unsupported(reason: str) -> None:
-    raise Unsupported(reason)
-
-
-class _TrunkCache:
-    """Trunk activations of a group of consecutive sequences, computed once for the batches that need them."""
-
-    def __init__(self, trunk: ConvTrunk, X: torch.Tensor, batch_size: int):
-        self.trunk, self.X = trunk, X
-        # enough sequences that a batch of edits (3 per position) rarely leaves the group
-        self.group = -(-batch_size // (3 * X.shape[-1])) + 2
-        self.lo = self.hi = 0
-        self.acts: list = []
-        self.out: torch.Tensor | None = None
-
-    def __call__(self, seq: torch.Tensor, lo: int, hi: int) -> tuple[list, torch.Tensor, torch.Tensor]:
-        """Cached activations covering sequences ``lo..hi`` (those of ``seq``) and ``seq`` indexed into them."""
-        hi += 1
-        if not (self.lo <= lo and hi <= self.hi):
-            self.lo, self.hi = lo, min(len(self.X), max(hi, lo + self.group))
-            self.acts, self.out = self.trunk.cache(self.X[self.lo:self.hi])
-        return self.acts, self.out, seq - self.lo
-
-
-def _fast_batch(model: object, cache: _TrunkCache, X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor,
-                pos: torch.Tensor, seqs: Sequences | None, lo: int, hi: int, first: bool
-                ) -> tuple[torch.Tensor, ConvTrunk | None]:
-    trunk = cache.trunk
-    acts, out, local = cache(seq, lo, hi)
-    y = trunk.edits(acts, out, local, base, pos)
-    y = y.reshape(len(seq), -1) if y.dim() != 2 else y
-    if not first:
-        return y, trunk
-    # the check, against full forward passes: both ends of the first sequence (where padding is
-    # read) and edits spread evenly over the first batch, whose sequences the cache holds
-    length = X.shape[-1]
-    column = X[0][:, [0, length - 1]].tolist()
-    ends = [[0, b, p] for b in range(4) for j, p in enumerate((0, length - 1)) if column[b][j] != 1]
-    m = min(len(seq), 24)
-    spread = sorted({round(i * (len(seq) - 1) / (m - 1)) for i in range(m)}) if m > 1 else [0]
-    spread = torch.tensor(spread, device=X.device)
-    chk = torch.cat([torch.tensor(ends, device=X.device, dtype=torch.long).reshape(-1, 3),
-                     torch.stack([seq[spread], base[spread], pos[spread]], 1)])
-    s2, b2, p2 = chk.unbind(1)
-    check_fast = trunk.edits(acts, out, s2 - cache.lo, b2, p2)
-    check_fast = check_fast.reshape(len(chk), -1) if check_fast.dim() != 2 else check_fast
-    plain = _call(model, _mutants(X, s2, b2, p2), seqs, 0)
-    if check_fast.shape != plain.shape:
-        reason = f"it returned shape {tuple(check_fast.shape)} where the model returns {tuple(plain.shape)}"
-    else:
-        err, scale = torch.stack([(check_fast.double() - plain.double()).abs().max(),
-                                  plain.double().abs().max()]).tolist()
-        tol = _TOLERANCE.get(plain.dtype, 1e-4) * max(scale, 1.0)
-        reason = None if err <= tol else f"it differed from full forward passes by {err:.3g} (tolerance {tol:.3g})"
-    if reason is None:
-        return y, trunk
-    warnings.warn(f"saturation_mutagenesis fell back to full forward passes: the receptive-field fast path "
-                  f"failed its check, {reason}", stacklevel=3)
-    return _call(model, _mutants(X, seq, base, pos), seqs, lo, check=False), None
