@@ -54,7 +54,8 @@ __all__ = ["GraphNode", "ModelGraph", "NodeList", "capture", "select_output", "f
 #: kinds that are affine maps of their (single) input
 LINEAR_KINDS = frozenset({"conv", "linear", "batchnorm", "scale", "shift", "scale_shift", "slice", "select", "mean",
                           "sum", "reshape", "permute", "pad", "avgpool", "identity"})
-ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "softplus", "elu", "tanh", "sigmoid", "exp")
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "softplus", "elu", "tanh", "sigmoid", "exp", "hardtanh", "mish",
+               "prelu", "celu", "selu", "log_sigmoid", "hardswish", "hardsigmoid")
 
 _aten = torch.ops.aten
 
@@ -351,8 +352,7 @@ def _dim(d: int, rank: int) -> int:
 
 _IDENTITY_OPS = {"clone", "alias", "contiguous", "detach", "lift_fresh_copy", "_to_copy", "to", "dropout",
                  "feature_dropout", "alpha_dropout", "lift_fresh"}
-_ACT_OPS = {"relu": "relu", "leaky_relu": "leaky_relu", "gelu": "gelu", "silu": "silu", "softplus": "softplus",
-            "elu": "elu", "tanh": "tanh", "sigmoid": "sigmoid", "exp": "exp"}
+_ACT_OPS = {name: name for name in ACTIVATIONS}
 
 
 def _normalise(gm: torch.fx.GraphModule, lifted: dict, root: nn.Module) -> list[GraphNode]:
@@ -543,6 +543,13 @@ def _make(fx_node: torch.fx.Node, tgt: object, args: list, kwargs: dict, const: 
         if act == "elu":
             a = [const(v) for v in fx_node.args[1:4]] + [1.0, 1.0, 1.0][len(fx_node.args) - 1:]
             attrs["alpha"], attrs["scale"], attrs["input_scale"] = (float(v) for v in a[:3])
+        if act == "hardtanh":
+            attrs["min"] = float(const(fx_node.args[1])) if len(fx_node.args) > 1 else -1.0
+            attrs["max"] = float(const(fx_node.args[2])) if len(fx_node.args) > 2 else 1.0
+        if act == "celu":
+            attrs["alpha"] = float(const(fx_node.args[1])) if len(fx_node.args) > 1 else 1.0
+        if act == "prelu":
+            attrs["weight"] = const(fx_node.args[1])
         return GraphNode(n, "act", (node_input(x),), attrs), False
     if base in ("conv1d", "conv2d", "conv3d", "convolution", "_convolution"):
         w = const(fx_node.args[1])
@@ -810,11 +817,23 @@ def _activation(node: GraphNode, x: torch.Tensor) -> torch.Tensor:
     if act == "elu":
         return a["scale"] * F.elu(a["input_scale"] * x, a["alpha"]) if (a["scale"], a["input_scale"]) != (1.0, 1.0) \
             else F.elu(x, a["alpha"])
+    if act == "hardtanh":
+        return F.hardtanh(x, a["min"], a["max"])
+    if act == "prelu":
+        return F.prelu(x, a["weight"])
+    if act == "celu":
+        return F.celu(x, a["alpha"])
+    if act in _PLAIN:
+        return _PLAIN[act](x)
     if act == "tanh":
         return torch.tanh(x)
     if act == "sigmoid":
         return torch.sigmoid(x)
     return torch.exp(x)
+
+
+_PLAIN = {"mish": F.mish, "selu": F.selu, "log_sigmoid": F.logsigmoid, "hardswish": F.hardswish,
+          "hardsigmoid": F.hardsigmoid}
 
 
 def _pool(node: GraphNode, x: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,9 @@ def relax_activation(node: Node, l: torch.Tensor, u: torch.Tensor
         return a_lo, torch.zeros_like(u), chord, b_up
     if act == "convex":
         return _relax_convex(node, l, u)
+    if act == "monotone":  # increasing: the constant lines at the end points' values
+        fl, fu = node(l), node(u)
+        return torch.zeros_like(u), fl, torch.zeros_like(u), fu
     if act in _CURVATURE:
         return _relax_smooth(node, l, u)
     f = torch.tanh if act == "tanh" else torch.sigmoid

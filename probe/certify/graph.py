@@ -25,7 +25,10 @@ _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BATCHNORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 #: activations with a relaxation: the CROWN name of each graph activation
 _ACTS = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "softplus": "convex",
-         "elu": "convex", "exp": "convex", "gelu": "gelu", "silu": "silu"}
+         "elu": "convex", "exp": "convex", "gelu": "gelu", "silu": "silu",
+         # monotone increasing: the interval between the end points' values is their exact range
+         "hardtanh": "monotone", "log_sigmoid": "monotone", "hardsigmoid": "monotone", "celu": "monotone",
+         "selu": "monotone"}
 
 
 @dataclass
@@ -155,6 +158,9 @@ def from_model_graph(mg: ModelGraph) -> Graph:
                 common["name"] = g.path  # the user's own layer: named as in the model ("0", "rconvs.3")
             node = Node(kind="affine", module=layer, abs_fn=_abs_fn(g), **common)
         elif g.kind == "act":
+            if g.act not in _ACTS:
+                raise ProbeError(f"activation {g.act} ({g.describe()}) has no bound rule; bounded are "
+                                 f"{', '.join(sorted(_ACTS))}")
             act = _ACTS[g.act]
             if g.act == "elu" and not (0 <= g.attrs["alpha"] <= 1 and g.attrs["scale"] == 1.0
                                        and g.attrs["input_scale"] == 1.0):

@@ -39,6 +39,8 @@ __all__ = ["LipschitzBound", "lipschitz_bound", "empirical_lipschitz_lower_bound
 
 # largest |f'|: GELU's is Phi(x) + x phi(x) at x = sqrt(2), SiLU's sigma(x)(1 + x(1 - sigma(x))) at x ~ 2.40
 _ACT_SLOPE = {"relu": 1.0, "tanh": 1.0, "sigmoid": 0.25, "gelu": 1.1290, "silu": 1.0999}
+# largest slopes: SELU's is scale * alpha = 1.0507 * 1.6733 (for x < 0 near 0)
+_MONOTONE_SLOPE = {"hardtanh": 1.0, "log_sigmoid": 1.0, "hardsigmoid": 1.0 / 6.0, "celu": 1.0, "selu": 1.7581}
 _OUTPUT_FACTOR = {"l2": math.sqrt(2.0), "linf": 2.0, "l1": 1.0}
 
 
@@ -71,6 +73,8 @@ def _node_constant(node: Node, in_shape: tuple[int, ...], norm: str, device: tor
     if node.kind == "act":
         if node.act == "leaky_relu":
             return max(1.0, abs(node.slope))
+        if node.act == "monotone":
+            return _MONOTONE_SLOPE[node.fn.act]
         if node.act == "convex":
             if node.fn.act == "exp":
                 raise ProbeError(f"activation {node.describe()} is exp, which has no global Lipschitz constant")

@@ -99,6 +99,11 @@ CASES = {
     "dict_count": (DictHeads, {"output": "count"}),
     "dict_profile": (DictHeads, {"output": "profile", "reduce": lambda y: y.sum(-1)}),
     "strided_pad": (StridedPad, {}),
+    # element-wise activations the windows pass through although no certificate bounds them
+    "sequential_acts": (lambda: torch.nn.Sequential(
+        torch.nn.Conv1d(4, 6, 5, padding=2), torch.nn.ReLU6(), torch.nn.Conv1d(6, 6, 3, padding=1), torch.nn.PReLU(6),
+        torch.nn.Conv1d(6, 4, 3, padding=1), torch.nn.Mish(), torch.nn.AdaptiveAvgPool1d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 2)), {}),
 }
 
 

@@ -138,3 +138,28 @@ def test_smooth_relaxations_sandwich_the_activation(l, width, act):
     rl, ru = non_monotone_range(node, lo, hi)
     assert (f >= rl - 1e-12).all() and (f <= ru + 1e-12).all()
     assert float(f.min()) - float(rl) < 1e-5  # the range is exact, up to the slack
+
+
+@pytest.mark.parametrize("act", [nn.ReLU6(), nn.Hardtanh(-2.0, 2.0), nn.CELU(0.5), nn.SELU(), nn.LogSigmoid(),
+                                 nn.Hardsigmoid()])
+def test_monotone_activations_are_bounded_soundly(act):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv1d(3, 3, 1), act, nn.Flatten(), nn.Linear(15, 2)).eval()
+    x = 3 * torch.randn(1, 3, 5)
+    z = x + 0.5 * (2 * torch.rand(2000, 3, 5) - 1)
+    with torch.no_grad():
+        v = model(z)
+    for method in ("ibp", "crown"):
+        c = bound_outputs(model, x, 0.5, method=method)
+        assert (v >= c.lower - 1e-5).all() and (v <= c.upper + 1e-5).all()
+    L = lipschitz_bound(model, input_shape=(3, 5)).value
+    assert empirical_lipschitz_lower_bound(model, 2 * torch.randn(8, 3, 5), steps=30) <= L
+
+
+@pytest.mark.parametrize("act", [nn.Mish(), nn.PReLU(3), nn.Hardswish()])
+def test_activations_without_a_bound_rule_are_named(act):
+    from probe import ProbeError
+
+    model = nn.Sequential(nn.Conv1d(3, 3, 1), act, nn.Flatten(), nn.Linear(15, 2)).eval()
+    with pytest.raises(ProbeError, match="has no bound rule"):
+        bound_outputs(model, torch.randn(2, 3, 5), 0.1)
