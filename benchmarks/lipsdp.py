@@ -60,8 +60,12 @@ def train_digits() -> torch.nn.Module:
     return net.eval()
 
 
-def old_formulation(weights: list, slopes: list) -> tuple[float, np.ndarray]:
-    """The package's LipSDP program before the rewrite, verbatim (neuron variant, Clarabel)."""
+def old_formulation(weights: list, slopes: list, variant: str = "neuron") -> tuple[float, np.ndarray]:
+    """The package's LipSDP program before the rewrite (one dense D x D matrix per neuron), solved by Clarabel.
+
+    Returns rho and the multipliers per neuron; the Lipschitz bound is sqrt(rho). Written apart from
+    ``probe.certify.lipsdp`` so that it can serve as the reference the tests compare against.
+    """
     import cvxpy as cp
 
     n0 = weights[0].shape[1]
@@ -76,7 +80,11 @@ def old_formulation(weights: list, slopes: list) -> tuple[float, np.ndarray]:
     B = np.hstack([np.zeros((n, n0)), np.eye(n)])
     alpha = np.concatenate([np.full(k, a) for a, _, k in slopes])
     beta = np.concatenate([np.full(k, b) for _, b, k in slopes])
-    t = cp.Variable(n, nonneg=True)
+    if variant == "neuron":
+        t = cp.Variable(n, nonneg=True)
+    else:
+        lam = cp.Variable(len(sizes), nonneg=True)
+        t = cp.hstack([lam[i] * np.ones(k) for i, k in enumerate(sizes)])
     rho = cp.Variable(nonneg=True)
     D = n0 + n
     G = (-2 * alpha * beta)[:, None, None] * A[:, :, None] * A[:, None, :] \

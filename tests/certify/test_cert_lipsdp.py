@@ -3,12 +3,12 @@
 import math
 import warnings
 
-import cvxpy as cp
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from benchmarks.lipsdp import old_formulation
 from probe import ProbeError
 from probe.certify import lipsdp as L
 from probe.certify.graph import build_graph
@@ -22,34 +22,7 @@ def _layers(net, n_in):
 
 def _reference(weights, slopes, variant):
     """The program as first written in cvxpy (one dense D x D matrix per neuron), solved by Clarabel."""
-    n0 = weights[0].shape[1]
-    sizes = [s[2] for s in slopes]
-    n = sum(sizes)
-    A = np.zeros((n, n0 + n))
-    row, col = 0, 0
-    for W in weights[:-1]:
-        A[row:row + W.shape[0], col:col + W.shape[1]] = W
-        row, col = row + W.shape[0], col + W.shape[1]
-    B = np.hstack([np.zeros((n, n0)), np.eye(n)])
-    alpha = np.concatenate([np.full(k, a) for a, _, k in slopes])
-    beta = np.concatenate([np.full(k, b) for _, b, k in slopes])
-    if variant == "neuron":
-        tvec = cp.Variable(n, nonneg=True)
-    else:
-        lam = cp.Variable(len(sizes), nonneg=True)
-        tvec = cp.hstack([lam[i] * np.ones(k) for i, k in enumerate(sizes)])
-    rho = cp.Variable(nonneg=True)
-    D = n0 + n
-    G = (-2 * alpha * beta)[:, None, None] * A[:, :, None] * A[:, None, :] \
-        + (alpha + beta)[:, None, None] * (A[:, :, None] * B[:, None, :] + B[:, :, None] * A[:, None, :]) \
-        - 2 * B[:, :, None] * B[:, None, :]
-    last = np.zeros((D, D))
-    last[-weights[-1].shape[1]:, -weights[-1].shape[1]:] = weights[-1].T @ weights[-1]
-    E0 = np.zeros((D, D))
-    E0[:n0, :n0] = np.eye(n0)
-    M = cp.reshape(tvec @ G.reshape(n, D * D), (D, D), order="C") - rho * E0 + last
-    cp.Problem(cp.Minimize(rho), [(M + M.T) / 2 << 0]).solve(solver="CLARABEL")
-    return math.sqrt(rho.value)
+    return math.sqrt(old_formulation(weights, slopes, variant)[0])
 
 
 NETS = {
