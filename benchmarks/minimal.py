@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's probe, not an installed one
 
 import probe  # noqa: E402
+from benchmarks.attacks import timed as attacks_timed  # noqa: E402
 from probe.attacks.cw import CarliniWagner  # noqa: E402
 from probe.attacks.margin_search import MarginSearch  # noqa: E402
 from probe.attacks.pgd import PGD  # noqa: E402
@@ -46,13 +46,8 @@ def train_digits(device: torch.device) -> tuple[torch.nn.Module, torch.Tensor]:
 
 
 def timed(fn, device: torch.device) -> tuple[float, object]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, out
+    """Seconds of one call of ``fn`` (synchronised on CUDA) and its result."""
+    return attacks_timed(fn, 1, device)
 
 
 def main() -> None:
