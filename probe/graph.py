@@ -328,6 +328,7 @@ def _shape(fx_node: torch.fx.Node) -> tuple[int, ...]:
 
 
 def _owner(fx_node: torch.fx.Node, root: nn.Module) -> nn.Module | None:
+    """The innermost module the operation ran in (``root`` is the capture's wrapper, so paths start "model")."""
     stack = fx_node.meta.get("nn_module_stack") or {}
     if not stack:
         return None
@@ -352,7 +353,6 @@ def _dim(d: int, rank: int) -> int:
 
 _IDENTITY_OPS = {"clone", "alias", "contiguous", "detach", "lift_fresh_copy", "_to_copy", "to", "dropout",
                  "feature_dropout", "alpha_dropout", "lift_fresh"}
-_ACT_OPS = {name: name for name in ACTIVATIONS}
 
 
 def _normalise(gm: torch.fx.GraphModule, lifted: dict, root: nn.Module) -> list[GraphNode]:
@@ -527,11 +527,9 @@ def _make(fx_node: torch.fx.Node, tgt: object, args: list, kwargs: dict, const: 
         if base in ("dropout", "feature_dropout", "alpha_dropout") and len(fx_node.args) > 2 and \
                 bool(const(fx_node.args[2])):
             return None
-        if base == "_to_copy" and kwargs.get("dtype") is not None:
-            pass  # a dtype change keeps the values: treated as identity
-        return node_input(x), False
-    if base in _ACT_OPS:
-        act = _ACT_OPS[base]
+        return node_input(x), False  # a dtype change (_to_copy) keeps the values too
+    if base in ACTIVATIONS:
+        act = base
         attrs: dict = {"act": act}
         if act == "leaky_relu":
             attrs["slope"] = float(const(fx_node.args[1])) if len(fx_node.args) > 1 else 0.01
@@ -637,13 +635,10 @@ def _make(fx_node: torch.fx.Node, tgt: object, args: list, kwargs: dict, const: 
             start = const(fx_node.args[2]) if len(fx_node.args) > 2 else None
             end = const(fx_node.args[3]) if len(fx_node.args) > 3 else None
             step = int(const(fx_node.args[4])) if len(fx_node.args) > 4 else 1
-        if dim == 0:
-            full = (start in (None, 0)) and (end is None or (not isinstance(end, torch.SymInt) and
-                                                              int(end) >= 2 ** 62)) and step == 1
-            if full or isinstance(in_size, torch.SymInt):
-                if full:
-                    return node_input(x), False
-            return None
+        if dim == 0:  # only the whole batch, x[:], is a slice of the batch axis that keeps inputs apart
+            full = start in (None, 0) and step == 1 and (end is None or (not isinstance(end, torch.SymInt)
+                                                                         and int(end) >= 2 ** 62))
+            return (node_input(x), False) if full else None
         start, end, _ = slice(start, end, step).indices(int(in_size))
         return GraphNode(n, "slice", (node_input(x),), {"dim": dim, "start": start, "end": end, "step": step}), False
     if base == "select":

@@ -26,6 +26,7 @@ Power iteration approaches :math:`\sigma_{\max}` from below; it is kept, as
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,8 +103,6 @@ def abs_linear_apply(module: nn.Module | None, r: torch.Tensor, fn: Callable | N
 
 
 def _as_float64(module: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(module).to(torch.float64)
 
 
