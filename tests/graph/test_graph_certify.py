@@ -102,7 +102,7 @@ def test_certified_radius_and_lipschitz_bound_run_on_the_same_models():
     x = one_hot(4, 24, seed=3)
     r = certified_radius(model, x, norm="linf", method="crown")
     assert r.shape == (4,) and (r >= 0).all()
-    # no point within the radius changes the prediction (PGD on the margin)
+    # no sampled point within the certified L-inf radius changes the prediction
     with torch.no_grad():
         y = model(x).argmax(1)
     for i in range(4):
