@@ -1,6 +1,6 @@
 """probe: adversarial machine learning as a scientific instrument."""
 
-from . import active, attacks, certify, diagnose, loading, models, surrogate, testing, train
+from . import active, attacks, certify, diagnose, gsa, loading, models, surrogate, testing, train
 from .criteria import Criterion, Misclassify, Shift, TargetClass, Threshold
 from .errors import ProbeError
 from .loading import load_model
@@ -21,4 +21,5 @@ __all__ = [
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
     "load_model",
     "active", "attacks", "certify", "diagnose", "loading", "models", "surrogate", "testing", "train",
+    "gsa",
 ]

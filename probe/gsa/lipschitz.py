@@ -1,10 +1,10 @@
 r"""Per-input Lipschitz upper bounds, :math:`L_i \ge \sup_x |\partial f/\partial x_i|`, from :mod:`probe.certify`.
 
-For a model whose first layer is affine, :math:`f(x) = g(Wx + b)`, the restriction of f to a
-line along input i is :math:`t \mapsto g(W_{:,i} t + c)`, whose Lipschitz constant is bounded by
-that of the model with :math:`W` replaced by its column :math:`W_{:,i}`; the bound is
-:func:`probe.certify.lipschitz_bound` of that one-input model, which keeps every soundness
-guarantee of the certifier. For other models the whole model's L2 bound L serves for every
+For a model whose first layer is affine, :math:`f(x) = g(Wx + b)`,
+:math:`|\partial f/\partial x_i| = |\nabla g(Wx + b)^\top W_{:,i}| \le \mathrm{Lip}_2(g)\,
+\lVert W_{:,i}\rVert_2`, with :math:`\mathrm{Lip}_2(g)` from :func:`probe.certify.lipschitz_bound`
+of the layers after the first (one certified bound, so every soundness guarantee of the
+certifier carries over). For other models the whole model's L2 bound L serves for every
 input, since :math:`|\partial f/\partial x_i| \le \lVert\nabla f\rVert_2 \le L`. Then
 :math:`\nu_i = E[(\partial f/\partial x_i)^2] \le L_i^2`.
 """
@@ -22,16 +22,6 @@ from ..errors import ProbeError
 __all__ = ["input_lipschitz_bounds"]
 
 
-def _column_model(model: nn.Sequential, i: int) -> nn.Sequential:
-    first = model[0]
-    col = nn.Linear(1, first.out_features, bias=first.bias is not None).to(first.weight)
-    with torch.no_grad():
-        col.weight.copy_(first.weight[:, i:i + 1])
-        if first.bias is not None:
-            col.bias.copy_(first.bias)
-    return nn.Sequential(col, *list(model)[1:])
-
-
 def input_lipschitz_bounds(model: object, num_vars: int, *, method: str = "spectral",
                            device: str | torch.device | None = None, missing: str = "raise") -> np.ndarray | None:
     r"""Upper bounds :math:`L_i` on :math:`\sup_x |\partial f/\partial x_i|`, one per input.
@@ -40,8 +30,9 @@ def input_lipschitz_bounds(model: object, num_vars: int, *, method: str = "spect
     ----------
     model : torch.nn.Module
         A model :func:`probe.certify.lipschitz_bound` handles; an ``nn.Sequential`` that starts
-        with ``nn.Linear`` gets one bound per input (see the module docstring), any other one the
-        model's L2 bound for every input.
+        with ``nn.Linear`` gets one bound per input, :math:`\lVert W_{:,i}\rVert_2` times the
+        bound of the rest (see the module docstring), any other one the model's L2 bound for every
+        input.
     num_vars : int
         Number of inputs D.
     method : str, default "spectral"
@@ -66,8 +57,13 @@ def input_lipschitz_bounds(model: object, num_vars: int, *, method: str = "spect
             if model[0].in_features != num_vars:
                 raise ProbeError(f"the model's first Linear layer takes {model[0].in_features} inputs, the problem "
                                  f"has {num_vars}")
-            return np.array([lipschitz_bound(_column_model(model, i), norm="l2", method=method, input_shape=(1,),
-                                             device=device).value for i in range(num_vars)])
+            first = model[0]
+            rest = 1.0
+            if len(model) > 1:
+                rest = lipschitz_bound(nn.Sequential(*list(model)[1:]), norm="l2", method=method,
+                                       input_shape=(first.out_features,), device=device).value
+            columns = torch.linalg.vector_norm(first.weight.detach().to(torch.float64), dim=0).cpu().numpy()
+            return columns * float(rest)
         L = lipschitz_bound(model, norm="l2", method=method, input_shape=(num_vars,), device=device).value
         return np.full(num_vars, float(L))
     except ProbeError as err:
