@@ -8,6 +8,7 @@ certified Lipschitz constant, and hard bounds on both estimates given a bound on
 from . import datasets
 from .bounds import CoriBounds, NeuralBounds, ReportingError, cori_mean_bounds, neural_bounds
 from .cori import cori
+from .gsa import rt_model, rt_problem, rt_sobol
 from .io import check_incidence, read_incidence_csv
 from .neural import NeuralRtEstimator, train_neural_estimator
 from .serial_interval import check_serial_interval, discretize_serial_interval, read_serial_interval_csv
@@ -16,4 +17,5 @@ from .simulate import SimulatedEpidemic, simulate
 __all__ = ["cori", "discretize_serial_interval", "check_serial_interval", "read_serial_interval_csv",
            "check_incidence", "read_incidence_csv", "datasets",
            "ReportingError", "cori_mean_bounds", "CoriBounds", "neural_bounds", "NeuralBounds",
-           "simulate", "SimulatedEpidemic", "train_neural_estimator", "NeuralRtEstimator"]
+           "simulate", "SimulatedEpidemic", "train_neural_estimator", "NeuralRtEstimator",
+           "rt_model", "rt_problem", "rt_sobol"]
