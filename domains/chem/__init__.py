@@ -10,6 +10,7 @@ from .atoms import AtomMaps, atom_contributions, atom_incidence, atom_weights, p
 from .counterfactuals import Counterfactuals, counterfactuals, stoned
 from .featurize import DEFAULT_DESCRIPTORS, Features, Featurizer, featurize
 from .freewilson import FreeWilson, free_wilson, substituent_scores
+from .gsa import descriptor_model, descriptor_problem, descriptor_shapley, descriptor_sobol
 from .io import MoleculeSet, as_molecules, from_frame, read_sdf
 from .shifts import DescriptorShifts, Drop, descriptor_sensitivity, descriptor_shifts
 
@@ -20,4 +21,5 @@ __all__ = [
     "Drop", "descriptor_shifts", "descriptor_sensitivity", "DescriptorShifts",
     "counterfactuals", "stoned", "Counterfactuals",
     "free_wilson", "substituent_scores", "FreeWilson",
+    "descriptor_problem", "descriptor_model", "descriptor_sobol", "descriptor_shapley",
 ]
