@@ -12,7 +12,7 @@ constants from :mod:`probe.certify`.
 """
 
 from . import functions
-from .dgsm import analyze_dgsm, dgsm
+from .dgsm import analyze_dgsm, bounds_frame, dgsm
 from .evaluate import evaluate, evaluate_with_gradients
 from .lipschitz import input_lipschitz_bounds
 from .morris import analyze_morris, elementary_effects, morris
@@ -25,4 +25,4 @@ from .sobol import analyze_sobol, sobol
 __all__ = ["sobol", "morris", "dgsm", "shapley", "analyze_sobol", "analyze_morris", "analyze_dgsm",
            "elementary_effects", "saltelli_sample", "latin_hypercube", "morris_sample", "base_sample",
            "evaluate", "evaluate_with_gradients", "input_lipschitz_bounds", "Problem", "as_problem",
-           "SobolResult", "MorrisResult", "DGSMResult", "ShapleyResult", "functions"]
+           "SobolResult", "MorrisResult", "DGSMResult", "ShapleyResult", "functions", "bounds_frame"]

@@ -20,6 +20,7 @@ Bounds reported beside the estimates:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import norm
 
@@ -27,10 +28,10 @@ from ..errors import ProbeError
 from .evaluate import evaluate_with_gradients
 from .lipschitz import input_lipschitz_bounds
 from .problem import Problem, as_problem
-from .results import DGSMResult
+from .results import DGSMResult, SobolResult
 from .samplers import base_sample
 
-__all__ = ["dgsm", "analyze_dgsm"]
+__all__ = ["dgsm", "analyze_dgsm", "bounds_frame"]
 
 
 def analyze_dgsm(problem: dict | Problem, Y: np.ndarray, G: np.ndarray, *, lipschitz: object = None,
@@ -131,3 +132,30 @@ def dgsm(fn: object, problem: dict | Problem, *, n: int = 4096, seed: int | None
         lipschitz = input_lipschitz_bounds(fn, p.num_vars, device=device, missing="none")
     return analyze_dgsm(p, Y, G, lipschitz=lipschitz, num_resamples=num_resamples, conf_level=conf_level,
                         seed=seed)
+
+
+def bounds_frame(sobol_result: SobolResult, dgsm_result: DGSMResult) -> pd.DataFrame:
+    r"""Sobol' total indices beside the bounds DGSM gives, one row per input.
+
+    Columns: ``ST``, ``ST_conf`` (from :func:`probe.gsa.sobol`), ``ST_upper`` (the
+    Sobol'-Kucherenko bound :math:`C_i \nu_i / V`, DGSM's ``dgsm``), ``vi`` and, where Lipschitz
+    constants were given, ``vi_upper`` (:math:`L_i^2`), and ``consistent``: whether
+    :math:`S_{T,i} - \text{conf} \le` bound :math:`+\,\text{conf}` (a False flags a model or an
+    estimate to look at, since the bound holds for the true values).
+
+    Parameters
+    ----------
+    sobol_result : SobolResult
+        Without groups, over the same inputs as ``dgsm_result``.
+    dgsm_result : DGSMResult
+    """
+    if list(sobol_result.names) != list(dgsm_result.names):
+        raise ProbeError(f"the Sobol' result is over {list(sobol_result.names)} and the DGSM result over "
+                         f"{list(dgsm_result.names)}; both must be over the same inputs")
+    df = pd.DataFrame({"ST": sobol_result.ST, "ST_conf": sobol_result.ST_conf, "ST_upper": dgsm_result.dgsm,
+                       "vi": dgsm_result.vi}, index=pd.Index(list(dgsm_result.names), name="input"))
+    if dgsm_result.vi_upper is not None:
+        df["vi_upper"] = dgsm_result.vi_upper
+    with np.errstate(invalid="ignore"):
+        df["consistent"] = (df["ST"] - df["ST_conf"] <= df["ST_upper"] + dgsm_result.dgsm_conf) | df["ST_upper"].isna()
+    return df

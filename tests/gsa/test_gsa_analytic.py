@@ -84,7 +84,10 @@ def test_ishigami_dgsm_bounds_total_indices():
     res = gsa.dgsm(F.ishigami, F.ishigami_problem(), n=2**12, seed=0)
     np.testing.assert_allclose(res.dgsm, bound, rtol=0.05)
     st = gsa.sobol(F.ishigami, F.ishigami_problem(), n=2**11, seed=0, second_order=False)
-    assert np.all(st.ST - st.ST_conf <= res.dgsm + res.dgsm_conf)
+    frame = gsa.bounds_frame(st, res)
+    assert list(frame.columns) == ["ST", "ST_conf", "ST_upper", "vi", "consistent"]
+    assert frame["consistent"].all()
+    assert np.all(frame["ST"] < frame["ST_upper"])
 
 
 def test_morris_ranks_ishigami_inputs_and_flags_interaction():

@@ -150,3 +150,14 @@ def test_sobol_frame_holds_second_order_and_pairs():
     assert set(df.loc["x1", "S2"]) == {"x2", "x3"}
     pairs = res.second_order_frame()
     assert len(pairs) == 3 and pairs.loc[("x1", "x3"), "S2"] == res.S2[0, 2]
+
+
+def test_bounds_frame_reports_both_bridges():
+    model = mlp(seed=3)
+    st = gsa.sobol(model, UNIT4, n=256, second_order=False)
+    dg = gsa.dgsm(model, UNIT4, n=256)
+    frame = gsa.bounds_frame(st, dg)
+    assert list(frame.columns) == ["ST", "ST_conf", "ST_upper", "vi", "vi_upper", "consistent"]
+    assert frame["consistent"].all() and np.all(frame["vi"] <= frame["vi_upper"])
+    with pytest.raises(ProbeError, match="same inputs"):
+        gsa.bounds_frame(gsa.sobol(F.ishigami, F.ishigami_problem(), n=16), dg)
