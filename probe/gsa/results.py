@@ -31,7 +31,7 @@ def _bars(ax: object, names: list, columns: list, title: str, ylabel: str) -> ob
     ax.set_title(title)
     ax.axhline(0.0, color="0.5", lw=0.5)
     if len(columns) > 1:
-        ax.legend(frameon=False)
+        ax.legend(frameon=False, loc="best")
     return ax
 
 
@@ -185,9 +185,13 @@ class DGSMResult:
         return df
 
     def plot(self, ax: object = None) -> object:
-        r"""The Sobol'–Kucherenko upper bounds on :math:`S_{T,i}` as bars with their bootstrap intervals."""
-        return _bars(ax, self.names, [("DGSM bound on ST", self.dgsm, self.dgsm_conf)],
-                     f"Derivative-based measures (N = {self.n})", r"$C_i\,\nu_i / V$")
+        r""":math:`\nu_i` as bars with their bootstrap intervals; the certified :math:`L_i^2` as markers where known."""
+        ax = _bars(ax, self.names, [(r"$\nu_i$", self.vi, self.vi_conf)],
+                   f"Derivative-based measures (N = {self.n})", r"$E[(\partial f/\partial x_i)^2]$")
+        if self.vi_upper is not None:
+            ax.plot(np.arange(len(self.names)), self.vi_upper, "v", color="k", label=r"$L_i^2$ (certified)")
+            ax.legend(frameon=False)
+        return ax
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ def saltelli_sample(problem: dict | Problem, n: int, *, second_order: bool = Tru
     Parameters
     ----------
     problem : dict or Problem
+        Independent inputs (a cross matrix of dependent inputs has no meaning).
     n : int
         Base sample size N (a power of 2 keeps the Sobol' sequence balanced).
     second_order : bool, default True
@@ -48,6 +49,9 @@ def saltelli_sample(problem: dict | Problem, n: int, *, second_order: bool = Tru
     """
     p = as_problem(problem)
     n = _check_n(n)
+    if p.dependent:
+        raise ProbeError("Sobol' indices from Saltelli's design assume independent inputs, and this problem has "
+                         "'corr'; use probe.gsa.shapley for dependent inputs")
     d = p.num_vars
     base = qmc.Sobol(d=2 * d, scramble=scramble, seed=seed).random(n)
     A, B = base[:, :d], base[:, d:]

@@ -178,9 +178,6 @@ def sobol(fn: object, problem: dict | Problem, *, n: int, seed: int | None = 0, 
         ``to_frame()`` indexed by the inputs' names: ``S1``, ``S1_conf``, ``ST``, ``ST_conf`` (and ``S2``).
     """
     p = as_problem(problem)
-    if p.dependent:
-        raise ProbeError("Sobol' indices from Saltelli's design assume independent inputs, and this problem has "
-                         "'corr'; use probe.gsa.shapley for dependent inputs")
     X = saltelli_sample(p, n, second_order=second_order, scramble=scramble, seed=seed)
     Y = evaluate(fn, X, output=output, batch_size=batch_size, device=device, progress=progress)
     return analyze_sobol(p, Y, second_order=second_order, first_order=first_order, total_order=total_order,

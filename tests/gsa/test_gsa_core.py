@@ -161,3 +161,20 @@ def test_bounds_frame_reports_both_bridges():
     assert frame["consistent"].all() and np.all(frame["vi"] <= frame["vi_upper"])
     with pytest.raises(ProbeError, match="same inputs"):
         gsa.bounds_frame(gsa.sobol(F.ishigami, F.ishigami_problem(), n=16), dg)
+
+
+def test_latin_hypercube_has_one_point_per_stratum():
+    X = gsa.latin_hypercube(UNIT4, 37, seed=4)
+    strata = np.floor((X + 1) / 2 * 37).astype(int)
+    for j in range(4):
+        assert sorted(strata[:, j]) == list(range(37))
+
+
+def test_dgsm_with_dependent_inputs_drops_the_poincare_bound():
+    beta = torch.tensor([1.0, -2.0, 0.0, 0.5], dtype=torch.float64)
+    dep = dict(UNIT4, corr=np.eye(4) + 0.5 * (np.ones((4, 4)) - np.eye(4)))
+    res = gsa.dgsm(lambda x: x @ beta, dep, n=128)
+    np.testing.assert_allclose(res.vi, beta.numpy() ** 2, atol=1e-12)
+    assert np.all(np.isnan(res.dgsm))
+    with pytest.raises(ProbeError, match="corr"):
+        gsa.saltelli_sample(dep, 8)
