@@ -25,6 +25,15 @@ window's difference, and is updated so; any other node that mixes the whole axis
 linear layer, a reshape of the axis, a concatenation along it) gets its full input, the reference
 with the window written in, and the rest of the graph runs in full from there.
 
+Along the common chain of a sequence model (stride-1 convolutions, activations, residual
+additions, crops, and a mean or sum over the axis), each node carries its window's *change* from
+the reference instead of its value, position-major and channels-last: a convolution's change is a
+few matrix products written into shifted blocks, an addition reads no reference at all, and an
+activation reads its input's reference once (:meth:`WindowISM._plan_changes`). Each batch computes
+only the part of each window that can reach the output for one of its edits (a crop before a mean
+leaves about half of the last layers' windows unread), and a batch of the three edits at each of
+consecutive positions reads the references as strided views, not gathered copies.
+
 This is the idea of fastISM (Nair et al., "fastISM: performant in silico saturation mutagenesis
 for convolutional neural networks", Bioinformatics 38:2397, 2022) and of tangermeme's
 ``fast=True`` (Schreiber, 2024), done on the one captured graph of :mod:`probe.graph`, so any
@@ -156,6 +165,16 @@ def _varies_along(value: object, rank: int, ax: int) -> bool:
     return ax - lead >= 0 and value.shape[ax - lead] > 1
 
 
+def _per_channel(value: object, channels: int) -> object:
+    """A constant of a (B, C, L) node as a factor of a channels-last (W, M, C) change, or None."""
+    if not torch.is_tensor(value) or value.numel() == 1:
+        return value if not torch.is_tensor(value) else value.reshape(())
+    try:
+        return torch.broadcast_to(value, (1, channels, 1)).reshape(channels).contiguous()
+    except RuntimeError:
+        return None
+
+
 class WindowISM:
     """The window plan of a captured graph for inputs of length ``length``.
 
@@ -200,6 +219,7 @@ class WindowISM:
         for w in self.win:
             if w is not None:
                 w.off_dev = torch.from_numpy(w.off).to(device)
+        self._plan_changes()
 
     # ------------------------------------------------------------------------------------------ planning
 
@@ -472,6 +492,182 @@ class WindowISM:
     def _input_step(self, st: _State) -> torch.Tensor:
         return (st.base[:, None] == torch.arange(4, device=st.base.device)).to(self.dtype)[:, :, None]
 
+    # ------------------------------------------------------------------------------------------ changes
+
+    def _plan_changes(self) -> None:
+        """Carry the change ``x' - x`` instead of the value wherever the graph allows it.
+
+        From the input on, as long as the nodes are stride-1 convolutions, element-wise nodes,
+        residual additions, channel concatenations, crops and pads along the sequence axis of
+        (B, C, L) activations, each node's window is held as its change from the reference,
+        position-major and channels-last, ``(W, M, C)``. A convolution's change is then ``K``
+        matrix products accumulated in place into shifted blocks of its output (no reference read),
+        an addition adds its inputs' changes at their offsets (no reference read), and only an
+        activation reads the reference, once: ``f(r + d) - f(r)``. The change is zero outside each
+        node's axis, so a mean or sum over the sequence axis is the reference plus the change's sum.
+        Where the graph leaves this set, the window is written back into the reference (the value
+        form above) for the nodes that follow.
+
+        When a batch's positions are known on the host (``span``), each node computes only the part
+        of its window that can reach the output for some edit of the batch (:meth:`_needed`): a
+        crop before a mean, for instance, leaves half of the last layers' windows unread.
+        """
+        self.change: dict[int, tuple] = {}  # node -> (rule, arguments)
+        consumers = {i: [] for i in range(len(self.nodes))}
+        for i, node in enumerate(self.nodes):
+            for j in node.inputs:
+                consumers[j].append(i)
+        for i, node in enumerate(self.nodes):
+            rule = self._change_rule(i, node, consumers)
+            if rule is not None:
+                self.change[i] = rule
+        if len(self.change) < 2:
+            self.change = {}
+            return
+        last = len(self.nodes) - 1
+        # nodes whose whole window is needed: read as values by the rest of the graph, or the output
+        self.valued = {i for i in self.change if self.win[i] is not None
+                       and (i == last or any(c not in self.change for c in consumers[i]))}
+        self.order = sorted(self.change)
+        # windows that move one position per position edited (the strided reads of a run need it)
+        self.affine = {i: bool((self.win[i].off - self.win[i].off[0] == self._positions).all())
+                       for i in self.order if self.win[i] is not None}
+        steps = list(self.steps)
+        for i in self.order:
+            if self.win[i] is None:
+                steps[i] = self._reduced(i)
+            elif i in self.valued:
+                steps[i] = self._valued(i, i == last)
+            else:
+                steps[i] = lambda st, i=i: st.change(i)
+        self.steps = steps
+
+    def _change_rule(self, i: int, node: GraphNode, consumers: dict[int, list[int]]) -> tuple | None:
+        """How node ``i``'s change follows from its inputs' changes, or None where it does not."""
+        kind, w = node.kind, self.win[i]
+        if kind == "input":
+            return ("input",)
+        ins = node.inputs
+        if any(j not in self.change for j in ins):
+            return None
+        if w is None:  # a mean or sum over the sequence axis of a change
+            j = ins[0]
+            if kind in ("mean", "sum") and node.attrs["dims"] == (2,) and self.win[j] is not None:
+                return ("reduce", j)
+            return None
+        if w.ax != 2 or len(node.shape) != 2:
+            return None
+        if kind == "conv":
+            a = node.attrs
+            if a["weight"].dim() != 3 or a["stride"][0] != 1 or a["groups"] != 1:
+                return None
+            k, d = a["weight"].shape[-1], a["dilation"][0]
+            taps = [a["weight"][:, :, t].t().contiguous() for t in range(k)]  # (C_in, C_out) per tap
+            return ("conv", ins[0], taps, [(k - 1 - t) * d for t in range(k)])
+        if kind == "act":
+            return None if any(torch.is_tensor(v) for v in node.attrs.values()) else ("act", ins[0], node)
+        if kind in ("scale", "scale_shift"):
+            factor = _per_channel(node.attrs["value" if kind == "scale" else "scale"], node.shape[0])
+            return None if factor is None else ("scale", ins[0], factor)
+        if kind in ("shift", "identity"):
+            return ("same", ins[0])
+        if (kind == "slice" and node.attrs["step"] == 1) or (kind == "pad" and len(node.attrs["pad"]) == 2):
+            # the window moves with the axis; what falls off it is masked, in place where nothing else reads it
+            alone = len(consumers[ins[0]]) == 1 and self.nodes[ins[0]].kind in ("conv", "act", "add")
+            return ("crop", ins[0], alone)
+        if kind == "add":
+            parts = []
+            for j, coef in zip(ins, (1.0, node.attrs["alpha"])):
+                rel = self.win[j].off - w.off
+                if not (rel == rel[0]).all() or rel[0] < 0 or rel[0] + self.win[j].width > w.width:
+                    return None
+                parts.append((j, int(rel[0]), coef))
+            # an input as wide as the sum, read by this node alone, takes the others in place
+            own = next((t for t, (j, rel, _) in enumerate(parts) if rel == 0 and self.win[j].width == w.width
+                        and len(consumers[j]) == 1 and ins.count(j) == 1
+                        and self.nodes[j].kind in ("conv", "act", "add")), None)
+            if own is not None:
+                parts.insert(0, parts.pop(own))
+            return ("add", parts, own is not None)
+        if kind == "cat" and node.attrs["dim"] == 1:
+            if any(self.win[j].width != w.width or (self.win[j].off != w.off).any() for j in ins):
+                return None
+            return ("cat", ins)
+        return None
+
+    def _needed(self, span: tuple[int, int] | None) -> dict[int, tuple[int, int]]:
+        """Per node, the range ``[a, b)`` of its window that can reach the output for an edit in ``span``.
+
+        Walked from the output back: a reduction needs the positions inside its input's axis for some
+        edit of the span, a convolution's output range ``[a, b)`` needs inputs ``[a - (K - 1) d, b)``,
+        an addition its range less each input's offset, an element-wise node, crop or pad the same
+        range. None: the whole windows (the positions are not known on the host).
+        """
+        full = {i: (0, self.win[i].width) for i in self.order if self.win[i] is not None}
+        if span is None:
+            return full
+        lo, hi = span
+        need: dict[int, tuple[int, int]] = {i: full[i] for i in self.valued}
+
+        def grow(j, a, b):
+            a, b = max(a, 0), min(b, self.win[j].width)
+            if b <= a:
+                return
+            old = need.get(j)
+            need[j] = (a, b) if old is None else (min(a, old[0]), max(b, old[1]))
+
+        for i in reversed(self.order):
+            rule = self.change[i]
+            if rule[0] == "reduce":
+                w = self.win[rule[1]]
+                off = w.off[lo:hi + 1]
+                grow(rule[1], -int(off.max()), w.length - int(off.min()))
+                continue
+            if i not in need or rule[0] == "input":
+                continue
+            a, b = need[i]
+            if rule[0] == "conv":
+                grow(rule[1], a - max(rule[3]), b)
+            elif rule[0] == "add":
+                for j, rel, _ in rule[1]:
+                    grow(j, a - rel, b - rel)
+            elif rule[0] == "cat":
+                for j in rule[1]:
+                    grow(j, a, b)
+            else:
+                grow(rule[1], a, b)
+        return need
+
+    def _reduced(self, i: int) -> Callable:
+        node = self.tail[i]
+        j = node.inputs[0]
+        count = self._shape(j)[2] if node.kind == "mean" else 1
+        keep = node.attrs["keepdim"]
+
+        def step(st, i=i, j=j):
+            d = st.delta.get(j)
+            delta = d.to(self.tail_dtype).sum(0) if d is not None else st.ref(i).new_zeros(())
+            delta = delta[:, :, None] if keep and delta.dim() else delta
+            return st.ref(i) + (delta / count if count != 1 else delta)
+        return step
+
+    def _valued(self, i: int, last: bool) -> Callable:
+        """The change, and the window written into the reference for the nodes that read values."""
+        w = self.win[i]
+        r = self._read(i, w.off, w.width, 0.0, masked=False)
+
+        def step(st, i=i, r=r):
+            st.change(i)
+            return st.reference(r) + st.delta[i].permute(1, 2, 0)
+        if not last:
+            return step
+        full = self._read(i, np.zeros_like(w.off), w.length, 0.0, masked=False)
+
+        def final(st, step=step, full=full, i=i):
+            st.vals[i] = step(st)
+            return st.read(full)
+        return final
+
     # ------------------------------------------------------------------------------------------ running
 
     def bytes_per_mutant(self) -> int:
@@ -486,6 +682,7 @@ class WindowISM:
             elems += math.prod(shape) // max(self.win[r.src].length, 1) * r.width
         return 3 * elems * torch.finfo(self.dtype).bits // 8
 
+    @torch.no_grad()
     def references(self, X: torch.Tensor) -> _References:
         """Activations of the unedited sequences (S, 4, L), computed once for all their mutants."""
         vals: list[torch.Tensor] = []
@@ -497,9 +694,18 @@ class WindowISM:
             vals.append(node(*[vals[j].to(dt) for j in node.inputs]))
         return _References(self, vals)
 
-    def outputs(self, refs: _References, seq: torch.Tensor, base: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Outputs (M, K) for the mutants (``seq`` indexes ``refs``; ``base`` written at ``pos``)."""
-        st = _State(self, refs, seq, base, pos)
+    @torch.no_grad()
+    def outputs(self, refs: _References, seq: torch.Tensor, base: torch.Tensor, pos: torch.Tensor,
+                span: tuple[int, int] | None = None, run: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """Outputs (M, K) for the mutants (``seq`` indexes ``refs``; ``base`` written at ``pos``).
+
+        ``span``: the smallest and largest of ``pos``, known on the host, which trims each window to
+        what the batch needs and spares the masks of the nodes whose windows lie inside their axes
+        (None: whole windows, all masked). ``run = (s, p, k)``: the batch is three edits at each of
+        the positions ``p, ..., p + k - 1`` of sequence ``s``, in that order, so the references are
+        read as strided views instead of gathered.
+        """
+        st = _State(self, refs, seq, base, pos, span, run)
         for i, step in enumerate(self.steps):
             st.vals[i] = step(st)
         return st.vals[len(self.steps) - 1].reshape(len(seq), -1)
@@ -511,6 +717,20 @@ class _References:
     def __init__(self, plan: WindowISM, vals: list[torch.Tensor]):
         self.plan, self.vals = plan, vals
         self.padded: dict[tuple, tuple[torch.Tensor, int]] = {}
+        self.channels_last: dict[int, tuple[torch.Tensor, int, int]] = {}
+
+    def rows_cl(self, j: int, form: str = "value") -> tuple[torch.Tensor, int, int]:
+        """Node ``j``'s reference (S, C, L) as rows (S * L', C), padded with zeros to cover every window of
+        the node; with ``L'`` and the left padding. ``form``: see :meth:`_State.reference_cl`."""
+        got = self.channels_last.get((j, form))
+        if got is None:
+            w = self.plan.win[j]
+            left, right = max(0, -int(w.off.min())), max(0, int(w.off.max()) + w.width - w.length)
+            v = F.pad(self.vals[j], (left, right)) if left or right else self.vals[j]
+            v = v.clamp(max=0) if form == "low" else -v.clamp(min=0) if form == "high" else v
+            got = (v.transpose(1, 2).reshape(-1, v.shape[1]).contiguous(), v.shape[2], left)
+            self.channels_last[(j, form)] = got
+        return got
 
     def rows(self, r: _Read) -> tuple[torch.Tensor, int]:
         """Node ``r.src``'s reference as (C, S * (L + margins)), padded with ``r.fill``, and ``L + margins``."""
@@ -536,9 +756,147 @@ class _State:
     """One batch of mutants on its way through the graph."""
 
     def __init__(self, plan: WindowISM, refs: _References, seq: torch.Tensor, base: torch.Tensor,
-                 pos: torch.Tensor):
-        self.plan, self.refs, self.seq, self.base, self.pos = plan, refs, seq, base, pos
+                 pos: torch.Tensor, span: tuple[int, int] | None = None, run: tuple[int, int, int] | None = None):
+        self.plan, self.refs, self.seq, self.base, self.pos, self.span = plan, refs, seq, base, pos, span
+        self.run = run
         self.vals: dict[int, torch.Tensor] = {}
+        self.delta: dict[int, torch.Tensor] = {}
+        self.start: dict[int, int] = {}
+        self.need = plan._needed(span) if plan.change else {}
+
+    # the rules of WindowISM._change_rule, each on the range [a, b) of the node's window that the batch needs
+
+    def change(self, i: int) -> None:
+        """Node ``i``'s change over its needed range: ``delta[i]`` (b - a, M, C), starting at ``start[i] = a``."""
+        rule = self.plan.change[i]
+        if rule[0] == "input":
+            col = self.refs.vals[0][self.seq, :, self.pos]  # (M, 4): the reference's column at each edit
+            onehot = (self.base[:, None] == torch.arange(4, device=self.base.device)).to(col.dtype)
+            self.delta[0], self.start[0] = onehot.sub_(col)[None], 0
+            return
+        if i not in self.need:
+            return
+        a, b = self.need[i]
+        self.start[i] = a
+        if rule[0] == "conv":
+            self.delta[i] = self.masked(i, self._conv(rule[1], rule[2], rule[3], a, b))
+        elif rule[0] == "act":
+            d = self._part(rule[1], a, b)
+            node = rule[2]
+            view = self.reference_run(rule[1], a, b, "low" if node.attrs["act"] == "relu" else "value")
+            if view is not None:  # three edits per position: the references as strided (b - a, k, 1, C) views
+                n, k = view.shape[:2]
+                d = d.view(n, k, 3, -1)
+                if node.attrs["act"] == "relu":
+                    out = torch.add(d, view)
+                    out = torch.maximum(out, self.reference_run(rule[1], a, b, "high"), out=out)
+                else:
+                    out = node(view + d).sub_(node(view))
+                self.delta[i] = out.reshape(n, 3 * k, -1).contiguous()
+            elif node.attrs["act"] == "relu":
+                # relu(r + d) - relu(r) = max(min(r, 0) + d, -max(r, 0)): two gathers, no further tensor
+                low = self.reference_cl(rule[1], a, b, "low").add_(d)
+                self.delta[i] = torch.maximum(low, self.reference_cl(rule[1], a, b, "high"), out=low)
+            else:
+                r = self.reference_cl(rule[1], a, b)
+                self.delta[i] = node(r + d).sub_(node(r))
+        elif rule[0] == "scale":
+            self.delta[i] = self._part(rule[1], a, b) * rule[2]
+        elif rule[0] == "same":
+            self.delta[i] = self._part(rule[1], a, b)
+        elif rule[0] == "crop":
+            self.delta[i] = self.masked(i, self._part(rule[1], a, b), copy=not rule[2])
+        elif rule[0] == "add":
+            self.delta[i] = self._add(rule[1], rule[2], a, b)
+        else:  # cat along channels
+            self.delta[i] = torch.cat([self._part(j, a, b) for j in rule[1]], 2)
+
+    def _part(self, j: int, a: int, b: int) -> torch.Tensor:
+        d, s = self.delta[j], self.start[j]
+        return d if (s, s + len(d)) == (a, b) else d[a - s:b - s]
+
+    def _conv(self, j: int, taps: list[torch.Tensor], shifts: list[int], a: int, b: int) -> torch.Tensor:
+        """A stride-1 convolution's change over outputs [a, b): each tap's matrix product, in place.
+
+        Taps go in order of their shift (input ``u`` lands on output ``u + shift``); each writes the
+        outputs no tap has reached yet and adds into the rest, so no output is filled with zeros first
+        unless no tap reaches it.
+        """
+        d, s = self.delta[j], self.start[j]
+        c_in, c_out = taps[0].shape
+        out = d.new_empty(b - a, d.shape[1], c_out)
+        done = 0  # outputs [a, a + done) hold a value
+        for k in sorted(range(len(taps)), key=shifts.__getitem__):
+            w, shift = taps[k], shifts[k]
+            u0, u1 = max(s, a - shift), min(s + len(d), b - shift)
+            if u1 <= u0:
+                continue
+            o0, o1 = u0 + shift - a, u1 + shift - a
+            if o0 > done:
+                out[done:o0].zero_()
+                done = o0
+            if done > o0:  # add into [o0, min(done, o1))
+                m = min(done, o1)
+                out[o0:m].view(-1, c_out).addmm_(d[u0 - s:u0 - s + m - o0].reshape(-1, c_in), w)
+            if o1 > done:  # write [done, o1)
+                torch.mm(d[done + a - shift - s:u1 - s].reshape(-1, c_in), w, out=out[done:o1].view(-1, c_out))
+                done = o1
+        if done < len(out):
+            out[done:].zero_()
+        return out
+
+    def _add(self, parts: list[tuple[int, int, float]], own: bool, a: int, b: int) -> torch.Tensor:
+        """The change of ``x + alpha y`` over [a, b): each input's change added at its offset."""
+        j0, _, c0 = parts[0]
+        if own and self.start.get(j0) == a and len(self.delta[j0]) == b - a:
+            out = self.delta[j0] if c0 == 1.0 else self.delta[j0].mul_(c0)
+            rest = parts[1:]
+        else:
+            some = self.delta[next(j for j, _, _ in parts if j in self.delta)]
+            out = some.new_zeros((b - a,) + some.shape[1:])
+            rest = parts
+        for j, rel, c in rest:  # input u lands on output u + rel
+            if j not in self.delta:
+                continue
+            d, s = self.delta[j], self.start[j]
+            u0, u1 = max(s, a - rel), min(s + len(d), b - rel)
+            if u1 > u0:
+                out[u0 + rel - a:u1 + rel - a].add_(d[u0 - s:u1 - s], alpha=c)
+        return out
+
+    def masked(self, i: int, d: torch.Tensor, copy: bool = False) -> torch.Tensor:
+        """The change ``d`` of node ``i`` over its range, zero outside the node's axis."""
+        w, a = self.plan.win[i], self.start[i]
+        if self.span is not None:  # no mask where every window of the span lies inside the axis
+            off = w.off[self.span[0]:self.span[1] + 1]
+            if int(off.min()) + a >= 0 and int(off.max()) + a + len(d) <= w.length:
+                return d
+        q = (w.off_dev.index_select(0, self.pos) + a)[None, :] + torch.arange(len(d), device=self.pos.device)[:, None]
+        keep = ((q >= 0) & (q < w.length)).to(d.dtype)[:, :, None]
+        return d * keep if copy else d.mul_(keep)
+
+    def reference_run(self, j: int, a: int, b: int, form: str) -> torch.Tensor | None:
+        """For a batch that is a run (see :meth:`WindowISM.outputs`), node ``j``'s reference over window
+        positions [a, b) as a strided view (b - a, k, 1, C) of its rows: mutant ``m`` at position ``p + m``
+        reads row ``p + m + t``. None for other batches, or where the window does not move with the edit."""
+        if self.run is None or not self.plan.affine.get(j, False):
+            return None
+        s, p, k = self.run
+        rows, lp, left = self.refs.rows_cl(j, form)
+        first = s * lp + left + a + int(self.plan.win[j].off[p])
+        c = rows.shape[1]
+        return rows.as_strided((b - a, k, 1, c), (c, c, c, 1), rows.storage_offset() + first * c)
+
+    def reference_cl(self, j: int, a: int, b: int, form: str = "value") -> torch.Tensor:
+        """The reference of node ``j`` over window positions [a, b), position-major, channels-last (b - a, M, C).
+
+        ``form``: "value", or "low" (``min(r, 0)``) or "high" (``-max(r, 0)``) for a relu's change.
+        """
+        w = self.plan.win[j]
+        rows, lp, left = self.refs.rows_cl(j, form)
+        at = (self.seq * lp + (left + a) + w.off_dev.index_select(0, self.pos))[None, :] \
+            + torch.arange(b - a, device=self.pos.device)[:, None]
+        return rows.index_select(0, at.reshape(-1)).view(b - a, len(self.pos), rows.shape[1])
 
     def ref(self, i: int) -> torch.Tensor:
         return self.refs.vals[i].index_select(0, self.seq)
@@ -653,9 +1011,18 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
             warnings.warn(f"saturation_mutagenesis uses full forward passes: {err}", stacklevel=3)
         return None, None
     k = y0.shape[1]
-    bs = auto_batch_size(X.device, plan.bytes_per_mutant()) if batch_size is None else int(batch_size)
+    if batch_size is None:  # a multiple of three: batches of whole positions are runs
+        bs = auto_batch_size(X.device, plan.bytes_per_mutant())
+        bs = max(3, bs - bs % 3)
+    else:
+        bs = int(batch_size)
     # where each sequence's edits begin (edits are ordered by sequence): one host read, before the loop
     bounds = torch.searchsorted(edits[:, 0].contiguous(), torch.arange(n + 1, device=edits.device)).tolist()
+    # within a sequence, position-major: the edits of one position share their windows (runs, below)
+    edits = edits[torch.argsort(edits[:, 0] * (4 * length) + edits[:, 2] * 4 + edits[:, 1])]
+    # and the sequences and positions on the host, to know which batches reach the ends of an axis (and
+    # need masks) and which are runs of three edits per position
+    sq, at = edits[:, [0, 2]].cpu().numpy().T
     counts = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
     group = max(1, min(64, -(-bs // (3 * length))))
     table = torch.zeros(n, 4, length, k, device=X.device, dtype=y0.dtype)
@@ -671,12 +1038,18 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
             continue
         refs = plan.references(X[g0:g1])
         y_ref[g0:g1] = refs.vals[-1].reshape(g1 - g0, -1).to(table.dtype)
-        for c in range(done, stop, bs):
-            seq, base, pos = edits[c:min(c + bs, stop)].unbind(1)
-            y = plan.outputs(refs, seq - g0, base, pos)
+        c = done
+        while c < stop:
+            c1 = min(c + bs, stop)
+            end = bounds[sq[c] + 1]
+            if end - bounds[sq[c]] >= bs:  # a long sequence: batches do not straddle its end
+                c1 = min(c1, end)
+            seq, base, pos = edits[c:c1].unbind(1)
+            y = plan.outputs(refs, seq - g0, base, pos, (int(at[c:c1].min()), int(at[c:c1].max())),
+                             _run(sq[c:c1] - g0, at[c:c1]))
             if first:
                 first = False
-                reason = _check(plan, refs, X, seq, base, pos, g0, plain)
+                reason = _check(plan, refs, X, seq, base, pos, y, g0, plain)
                 if reason is not None:
                     bar.close()
                     warnings.warn("saturation_mutagenesis fell back to full forward passes: the receptive-field "
@@ -684,25 +1057,40 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
                     return None, plan
             table[seq, base, pos] = y.to(table.dtype) - y_ref[seq]
             bar.update(len(seq))
+            c = c1
         done = stop
     bar.close()
     return table, plan
 
 
+def _run(sq: np.ndarray, at: np.ndarray) -> tuple[int, int, int] | None:
+    """(s, p, k) when the edits are three at each of positions p, ..., p + k - 1 of sequence s, else None."""
+    k, rest = divmod(len(at), 3)
+    if rest or sq[0] != sq[-1] or (sq != sq[0]).any() or at[-1] - at[0] != k - 1:
+        return None
+    return (int(sq[0]), int(at[0]), k) if (at == np.repeat(np.arange(at[0], at[0] + k), 3)).all() else None
+
+
 def _check(plan: WindowISM, refs: _References, X: torch.Tensor, seq: torch.Tensor, base: torch.Tensor,
-           pos: torch.Tensor, g0: int, plain: Callable) -> str | None:
-    """Compare with full forward passes: both ends of the first sequence and edits spread over the batch."""
+           pos: torch.Tensor, y: torch.Tensor, g0: int, plain: Callable) -> str | None:
+    """Compare with full forward passes: the first batch's outputs ``y`` at edits spread over it, and the
+    edits at both ends of the first sequence, each end a batch of its own."""
     length = X.shape[-1]
-    ends_at = sorted({p for p in (0, 1, length - 2, length - 1) if 0 <= p < length})
     s0 = g0  # the first sequence of the first batch
-    column = X[s0][:, ends_at].tolist()
-    ends = [[s0, b, p] for b in range(4) for j, p in enumerate(ends_at) if column[b][j] != 1]
-    spread = torch.linspace(0, len(seq) - 1, min(len(seq), 24), device=X.device).round().long()
-    chk = torch.cat([torch.tensor(ends, device=X.device, dtype=torch.long).reshape(-1, 3),
-                     torch.stack([seq[spread], base[spread], pos[spread]], 1)])
-    s2, b2, p2 = chk.unbind(1)
-    fast = plan.outputs(refs, s2 - g0, b2, p2)
-    want = plain(s2, b2, p2)
+    spread = torch.from_numpy(np.unique(np.linspace(0, len(seq) - 1, min(len(seq), 24)).round().astype(np.int64)))
+    spread = spread.to(X.device)
+    fast, want = [y[spread]], [(seq[spread], base[spread], pos[spread])]
+    for ends_at in ([0, 1], [length - 2, length - 1]):
+        ends_at = sorted({p for p in ends_at if 0 <= p < length})
+        column = X[s0][:, ends_at].tolist()
+        ends = [[s0, b, p] for j, p in enumerate(ends_at) for b in range(4) if column[b][j] != 1]
+        if ends:
+            e = np.asarray(ends, dtype=np.int64)
+            s2, b2, p2 = torch.from_numpy(e).to(X.device).unbind(1)
+            fast.append(plan.outputs(refs, s2 - g0, b2, p2, (min(ends_at), max(ends_at)), _run(e[:, 0] - g0, e[:, 2])))
+            want.append((s2, b2, p2))
+    fast = torch.cat(fast)
+    want = plain(*[torch.cat([w[k] for w in want]) for k in range(3)])
     if fast.shape != want.shape:
         return f"it returned shape {tuple(fast.shape)} where the model returns {tuple(want.shape)}"
     err, scale = torch.stack([(fast.double() - want.double()).abs().max(), want.double().abs().max()]).tolist()

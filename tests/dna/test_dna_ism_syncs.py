@@ -33,9 +33,10 @@ def test_syncs_do_not_grow_with_the_number_of_mutants(fast, device):
         with count_host_syncs(device) as counter:
             saturation_mutagenesis(m, X[:n], batch_size=64, fast=fast)
         counts.append(counter.count)
-    # a constant per call (the input checks, the edit list, the fast path's one check), none per batch
+    # a constant per call (the input checks, the edit list and its host copy, the fast path's one check), none
+    # per batch
     assert counts[0] == counts[1] == counts[2], counts
-    assert counts[0] <= 12, counts
+    assert counts[0] <= 13, counts
 
 
 def test_results_do_not_depend_on_batching_on_the_device(device):

@@ -208,3 +208,52 @@ def test_no_host_sync_per_batch(name):
             _fast(model, X[:n], batch_size=64, **kw)
         counts.append(counter.count)
     assert counts[0] == counts[1] <= 16, counts  # the capture, the plan, the check: none per batch
+
+
+class _CropTower(torch.nn.Module):
+    """BPNet's shape, small: a stem, dilated residual convolutions, a crop and a mean over it."""
+
+    def __init__(self, act):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = torch.nn.Conv1d(4, 8, 5, padding=2)
+        self.convs = torch.nn.ModuleList(torch.nn.Conv1d(8, 8, 3, padding=d, dilation=d) for d in (1, 2, 4, 8))
+        self.act = act()
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.act(self.stem(x))
+        for conv in self.convs:
+            h = h + self.act(conv(h))
+        return self.head(h[:, :, 20:-20].mean(-1))
+
+
+@pytest.mark.parametrize("act", [torch.nn.ReLU, torch.nn.GELU])
+def test_trimmed_windows_and_strided_runs_equal_whole_windows(act):
+    # per batch, each window is cut to what can reach the crop for some edit of the batch, and a batch of
+    # three edits per position reads the references as strided views: both equal the whole windows and
+    # the model itself, at the ends of the axis, at the crop's edges and inside it
+    from probe.graph import capture
+
+    model = _CropTower(act).eval()
+    X = one_hot(1, 100, seed=4)
+    plan = WindowISM(capture(model, X), 100, X.device, torch.float32)
+    assert set(range(len(plan.nodes) - 2)) <= set(plan.change)  # every node up to the mean carries a change
+    refs = plan.references(X)
+    ref_base = X[0].argmax(0)
+    trimmed = 0
+    for p0, k in [(0, 3), (5, 8), (17, 6), (45, 10), (92, 8)]:
+        pos = torch.arange(p0, p0 + k).repeat_interleave(3)
+        base = torch.stack([torch.tensor([b for b in range(4) if b != ref_base[p]]) for p in range(p0, p0 + k)])
+        base = base.reshape(-1)
+        seq = torch.zeros_like(pos)
+        mutants = X[seq].clone()
+        mutants[torch.arange(len(pos)), :, pos] = 0
+        mutants[torch.arange(len(pos)), base, pos] = 1
+        want = model(mutants)
+        span = (p0, p0 + k - 1)
+        for args in [(), (span,), (span, (0, p0, k))]:
+            torch.testing.assert_close(plan.outputs(refs, seq, base, pos, *args), want, atol=2e-6, rtol=1e-5)
+        need = plan._needed(span)
+        trimmed += sum(b - a < plan.win[i].width for i, (a, b) in need.items())
+    assert trimmed > 0
