@@ -284,26 +284,28 @@ def _max_radius(space: Space, x: torch.Tensor, norm: str) -> float:
 
 def _worst_losses(model: object, x: torch.Tensor, y: torch.Tensor, radii: torch.Tensor, *, loss: str, norm: str,
                   steps: int, space: Space, batch_size: int | None) -> torch.Tensor:
-    """Worst loss found within each input's radii, shape (N, K): projected gradient ascent per radius."""
+    """Worst loss found within each input's radii, shape (N, K): projected gradient ascent, all radii at once.
+
+    Each chunk of ``batch_size`` inputs is repeated once per radius, so one ascent of ``steps``
+    steps serves every radius (each row has its own ball); rows of radius 0 stay at their input.
+    """
     from .train.adversarial import maximize_loss
 
+    n, k = radii.shape
     out = torch.empty(radii.shape, dtype=x.dtype, device=x.device)
     view = (-1,) + (1,) * (x.dim() - 1)
-    for s in batches(len(x), batch_size):
-        xb, yb = x[s], y[s]
-        for k in range(radii.shape[1]):
-            eps = radii[s, k].to(x)
-            moved = eps > 0
-            xa = xb
-            if moved.any():
-                # ascent only for the moved rows; a row of radius 0 stays at its input
-                xa = xb.clone()
-                xa[moved] = maximize_loss(
-                    model, xb[moved], lambda o, yy=yb[moved]: _ascent_objective(o, yy, loss), eps=eps[moved],
-                    norm=norm, steps=steps, step_size=(2.5 * eps[moved] / steps).view(view), space=space,
-                    start=None)
-            with torch.no_grad():
-                out[s, k] = pointwise_loss(model(xa), yb, loss)
+    for s in batches(n, batch_size):
+        xb = x[s].repeat_interleave(k, 0)
+        yb = y[s].repeat_interleave(k, 0)
+        eps = radii[s].reshape(-1).to(x)
+        moved = eps > 0
+        xa = xb.clone()
+        if moved.any():
+            xa[moved] = maximize_loss(
+                model, xb[moved], lambda o, yy=yb[moved]: _ascent_objective(o, yy, loss), eps=eps[moved], norm=norm,
+                steps=steps, step_size=(2.5 * eps[moved] / steps).view(view), space=space, start=None)
+        with torch.no_grad():
+            out[s] = pointwise_loss(model(xa), yb, loss).view(-1, k)
     return out
 
 
