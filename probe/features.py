@@ -262,6 +262,11 @@ def invert_representation(representation: Callable[[torch.Tensor], torch.Tensor]
     Returns
     -------
     torch.Tensor, shaped like ``x``
+
+    Notes
+    -----
+    A local search: a ReLU unit that is off at the start passes no gradient, so a representation
+    the start does not share may stay unmatched; check the gap :math:`\lVert g(x_r) - g(x) \rVert`.
     """
     dev = resolve_device(device, representation, x)
     xt = as_input(x, device=dev)

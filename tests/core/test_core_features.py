@@ -94,7 +94,8 @@ def test_inverting_a_linear_representation_projects_the_start():
 
 def test_feature_dataset_keeps_labels_and_matches_representations():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    # tanh, not ReLU: a ReLU off at the start passes no gradient, and descent cannot turn it on
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
     x = torch.rand(20, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     y = torch.arange(20) % 3
     rep = penultimate(model)
@@ -105,8 +106,7 @@ def test_feature_dataset_keeps_labels_and_matches_representations():
     with torch.no_grad():
         gap = (rep(ds.x) - rep(x)).norm(dim=1)
         start_gap = (rep(x[ds.source]) - rep(x)).norm(dim=1)
-    # a ReLU off at the start passes no gradient, so a few inputs stay short of their target
-    assert gap.mean() < 0.25 * start_gap.mean() and (gap < 0.1 * start_gap).double().mean() >= 0.6
+    assert (gap < 0.05 * start_gap).all()
     xb, yb = next(iter(ds.loader(batch_size=8)))
     assert xb.shape == (8, 16) and yb.shape == (8,)
     with pytest.raises(ProbeError, match="Sequential"):
