@@ -71,7 +71,7 @@ class TrainResult:
     history : tuple of EpochLog
         One entry per epoch run.
     method : str
-        "standard", "adversarial", "trades" or "lipschitz_budget".
+        "standard", "adversarial", "trades", "lipschitz_budget" or "wasserstein_dro".
     settings : dict
         The hyperparameters of the run (eps, norm, beta, budget, ...).
     extras : dict
