@@ -31,6 +31,7 @@ import functools
 import os
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
         machine = f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} thread(s), torch " \
                   f"{torch.__version__}, device {device}"
         with open(ROOT / "benchmarks" / "README.md", "a") as fh:
-            fh.write(f"\n## Robustness-accuracy trade-off with Wasserstein DRO and noise (`benchmarks/tradeoff.py`)\n\n"
+            fh.write("\n## Robustness-accuracy trade-off with Wasserstein DRO and noise (`benchmarks/tradeoff.py`)\n\n"
+                     + textwrap.fill(
                      f"Digits 8x8 MLP (64-128-10), {len(x)} train / {len(xt)} test images, L2 budgets; "
                      f"{epochs} epochs, training eps {eps_train}, PGD {steps} steps x 2 restarts, "
                      f"torchattacks PGDL2 {steps} steps as the reference attack. The DRO models are linear "
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"to [0, 1]. Machine: {machine} (the shared 2-core CPU, so timings are noisy), "
                      f"{datetime.date.today().isoformat()}. Robust accuracy: lower is a stronger "
                      "attack, so a probe/torchattacks ratio <= 1 means probe's PGD is at least as strong. "
-                     "Figure: `benchmarks/tradeoff.png`.\n\n" + table + "\n")
+                     "Figure: `benchmarks/tradeoff.png`.", 115, break_on_hyphens=False) + "\n\n" + table + "\n")
     return {"rows": rows, "grid": grid, "sigmas": sigmas, "results": results}
 
 
