@@ -113,3 +113,16 @@ def test_robustness_curve_with_corruption_beside_the_certified_curve():
     labels = [line.get_label() for line in ax.lines]
     assert labels == ["empirical (corruption)", "certified (certified)"]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), cur.empirical.numpy())
+
+
+def test_corruption_draws_do_not_depend_on_the_device(device):
+    model = AffineClassifier.random(n_features=6, n_classes=3, seed=1).double()
+    x = torch.rand(30, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    levels = torch.tensor([0.0, 0.2, 0.6])
+    cpu = corruption_accuracy(model, x, y, levels, "uniform", space=probe.Box(0, 1))
+    on = corruption_accuracy(model.to(device), x.to(device), y.to(device), levels.to(device), "uniform",
+                             space=probe.Box(0, 1))
+    assert on.device.type == device.type
+    assert torch.allclose(on.cpu(), cpu)

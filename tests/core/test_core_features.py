@@ -133,3 +133,15 @@ def test_relabelled_dataset_carries_the_targets(kind):
         relabelled_dataset(model, x, y, eps=1.0, kind="random")
     with pytest.raises(ProbeError, match="label 9"):
         relabelled_dataset(model, x, torch.full((64,), 9), eps=1.0)
+
+
+def test_relabelling_leaves_model_and_inputs_as_they_were(device):
+    model = AffineClassifier.random(n_features=10, n_classes=4, seed=5).double().to(device)
+    model.train()
+    x = torch.rand(16, 10, generator=torch.Generator().manual_seed(6), dtype=torch.float64).to(device)
+    y = torch.arange(16, device=device) % 4
+    x_before = x.clone()
+    ds = relabelled_dataset(model, x, y, eps=1.0, norm="linf", kind="det", steps=10, space=probe.Box(0, 1))
+    assert torch.equal(x, x_before) and model.training and all(p.requires_grad for p in model.parameters())
+    assert ds.x.device.type == device.type
+    assert ((ds.x - x).abs().amax(1) <= 1.0 + 1e-12).all() and ((ds.x >= 0) & (ds.x <= 1)).all()

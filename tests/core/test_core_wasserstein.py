@@ -60,7 +60,7 @@ def test_multiclass_closed_form_is_the_largest_class_gap(loss):
     W = model.weight.detach()
     gaps = torch.stack([(W - W[k]).norm(dim=1).max() for k in torch.unique(y)])
     assert float(dual_norm_penalty(model, y, loss=loss, norm="l2").detach()) == pytest.approx(float(gaps.max()))
-    assert abs(res.value - float(linear_worst_case_risk(model, x, y, 0.2, loss=loss, norm="l2"))) < 1e-4
+    assert abs(res.value - float(linear_worst_case_risk(model, x, y, 0.2, loss=loss, norm="l2").detach())) < 1e-4
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
@@ -74,7 +74,8 @@ def test_squared_loss_is_the_square_root_lasso(norm):
     w = model.weight.detach()[0]
     expected = (math.sqrt(mse) + math.sqrt(rho) * float(torch.linalg.vector_norm(w, ord=Q[dual(norm)]))) ** 2
     assert res.power == 2
-    assert float(linear_worst_case_risk(model, x, y, rho, loss="squared", norm=norm)) == pytest.approx(expected)
+    closed = float(linear_worst_case_risk(model, x, y, rho, loss="squared", norm=norm).detach())
+    assert closed == pytest.approx(expected)
     assert abs(res.value - expected) < 1e-4 * expected
     # unlike the Lipschitz losses, the worst case moves every input, by an amount proportional to its residual
     assert (res.to_frame()["transport"] > 0).all()
@@ -110,7 +111,7 @@ def test_worst_case_in_a_box_is_bounded_and_restores_the_model():
     model.train()
     res = worst_case_risk(model, (x, y), 0.05, norm="l2", loss="logistic", space=probe.Box(0, 1), refine=1)
     assert model.training and all(p.requires_grad for p in model.parameters())
-    closed = float(linear_worst_case_risk(model, x, y, 0.05, loss="logistic", norm="l2"))
+    closed = float(linear_worst_case_risk(model, x, y, 0.05, loss="logistic", norm="l2").detach())
     # mass cannot go farther than the box's diameter, so the worst case lies below the unbounded one
     assert res.empirical < res.value < closed
     assert float(res.radii.max()) <= math.sqrt(x.shape[1]) + 1e-9
@@ -136,3 +137,12 @@ def test_bad_inputs_name_the_item():
                                x.float(), y, 0.1, loss="logistic")
     with pytest.raises(ProbeError, match="pair"):
         worst_case_risk(model, x, 0.1)
+
+
+def test_worst_case_risk_on_the_models_device(device):
+    model, x, y = _problem(n=10)
+    cpu = worst_case_risk(model, (x, y), 0.1, loss="hinge", refine=0)
+    res = worst_case_risk(model.to(device), (x.to(device), y.to(device)), 0.1, loss="hinge", refine=0)
+    assert res.radii.device.type == device.type and res.weights.device.type == device.type
+    assert res.value == pytest.approx(cpu.value, abs=1e-9)
+    assert next(model.parameters()).device.type == device.type
