@@ -10,6 +10,7 @@ from .results import AttackResult, Attribution, Certificate, RobustnessCurve
 from .sensitivity import register_method as register_sensitivity_method
 from .sensitivity import sensitivity
 from .spaces import Box, OneHot, Space
+from .wasserstein import worst_case_risk
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "AttackResult", "Attribution", "RobustnessCurve", "Certificate",
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
     "load_model",
+    "worst_case_risk",
     "active", "attacks", "certify", "diagnose", "loading", "models", "surrogate", "testing", "train",
     "gsa",
 ]

@@ -471,11 +471,21 @@ def _check_class_scores(model: object, x: torch.Tensor) -> None:
                      "minimal_perturbation with a Threshold or Shift criterion")
 
 
+def _corruption_curve(model: object, x: torch.Tensor, labels: torch.Tensor, levels: torch.Tensor, corruption: object,
+                      space: Space | None, batch_size: int | None, dev: torch.device) -> tuple[torch.Tensor, str]:
+    from .corruptions import as_corruption, corruption_accuracy
+
+    c = as_corruption(corruption)
+    with model_hygiene(model, dev) as m:
+        return corruption_accuracy(m, x, labels, levels, c, space=space, batch_size=batch_size), f"corruption:{c.kind}"
+
+
 def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequence[float] | torch.Tensor,
                      norm: str = "linf", attack: Attack | str | None = None,
                      certifier: str | Callable[..., torch.Tensor] | None = None, space: Space | None = None,
                      steps: int = 20, restarts: int = 1, batch_size: int | None = 256,
-                     device: str | torch.device | None = None, progress: bool = False) -> RobustnessCurve:
+                     device: str | torch.device | None = None, progress: bool = False,
+                     corruption: object = None) -> RobustnessCurve:
     r"""Robust accuracy against perturbation budget: empirical (attack) and, optionally, certified.
 
     Empirical robust accuracy at budget :math:`\epsilon` is the fraction of inputs that are
@@ -513,6 +523,11 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     batch_size : int or None, default 256
     device : str or torch.device, optional
     progress : bool, default False
+    corruption : {"gaussian", "uniform", "salt_pepper"} or probe.corruptions.Corruption, optional
+        Instead of an attack, random corruption: ``eps`` are noise levels (the standard deviation,
+        the half-width, or the share of features hit; see :class:`probe.corruptions.Corruption`) and
+        ``empirical`` is the mean accuracy on the corrupted inputs
+        (:func:`probe.corruptions.corruption_accuracy`). ``norm`` then only concerns the certifier.
 
     Returns
     -------
@@ -533,7 +548,9 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
     broken = torch.zeros(len(budgets), len(xt), dtype=torch.bool, device=dev)
     if attack is None and not has_gradient(model):
         attack = "minimal"
-    if attack == "minimal" or (isinstance(attack, Attack) and getattr(attack, "minimal", False)):
+    if corruption is not None:
+        empirical, name = _corruption_curve(model, xt, labels, budgets.to(dev), corruption, space, batch_size, dev)
+    elif attack == "minimal" or (isinstance(attack, Attack) and getattr(attack, "minimal", False)):
         if attack == "minimal":
             res = minimal_perturbation(model, xt, criterion, norm=norm, steps=steps, **kw)
             name = f"minimal:{res.method}"
@@ -560,8 +577,9 @@ def robustness_curve(model: object, x: object, y: object = None, *, eps: Sequenc
             a.eps = e
             broken[i] = a(model, xt, criterion, **kw).success
         broken = broken.cummax(0).values
-    broken = broken | ~correct[None, :]
-    empirical = (~broken).float().mean(1)
+    if corruption is None:
+        broken = broken | ~correct[None, :]
+        empirical = (~broken).float().mean(1)
     certified = None
     if certifier is not None:
         radius = torch.as_tensor(_certified_radius(certifier, model, xt, labels, norm)).to(dev).reshape(-1)

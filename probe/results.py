@@ -163,10 +163,11 @@ class RobustnessCurve:
         return df
 
     def plot(self, ax: object = None, label: str | None = None) -> object:
-        """Empirical (attack) and certified robust accuracy against the budget."""
+        """Empirical (attack, or random corruption) and certified robust accuracy against the budget."""
         ax = _axes(ax)
         eps = _np(self.eps)
-        line = ax.plot(eps, _np(self.empirical), marker="o", ms=3, label=f"{label or 'empirical'} (attack)")
+        kind = "corruption" if self.method.startswith("corruption:") else "attack"
+        line = ax.plot(eps, _np(self.empirical), marker="o", ms=3, label=f"{label or 'empirical'} ({kind})")
         if self.certified is not None:
             ax.plot(eps, _np(self.certified), ls="--", marker="s", ms=3, color=line[0].get_color(),
                     label=f"{label or 'certified'} (certified)")

@@ -1,5 +1,6 @@
 """Analytic test problems with known answers, conformance checks for extensions, and a host-sync counter."""
 
+from ..features import TsiprasDistribution
 from .checks import check_attack, check_space, onehot_minimal_edits
 from .problems import (
     AffineClassifier,
@@ -13,4 +14,5 @@ from .syncs import PROXY_SYNCS, HostSyncCounter, count_host_syncs
 
 __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance", "probability_box",
            "check_attack", "check_space", "onehot_minimal_edits", "count_host_syncs", "HostSyncCounter",
-           "PROXY_SYNCS", "digits_mlp"]
+           "PROXY_SYNCS", "digits_mlp",
+           "TsiprasDistribution"]

@@ -1,4 +1,4 @@
-"""Making models robust: standard, PGD-adversarial, TRADES and Lipschitz-budget training.
+"""Making models robust: standard, PGD-adversarial, TRADES, Lipschitz-budget and Wasserstein-DRO training.
 
 Plain PyTorch loops over a ``DataLoader`` with ``device=``, a progress bar and logging
 callbacks; every function trains the model in place and returns a :class:`TrainResult`.
@@ -8,6 +8,7 @@ callbacks; every function trains the model in place and returns a :class:`TrainR
 """
 
 from .adversarial import adversarial
+from .dro import wasserstein_dro
 from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, project_lipschitz
 from .loop import EpochLog, TrainResult, standard
 from .trades import trades
@@ -16,4 +17,5 @@ __all__ = [
     "standard", "adversarial", "trades", "lipschitz_budget",
     "project_lipschitz", "layer_norms", "lipschitz_upper_bound",
     "TrainResult", "EpochLog",
+    "wasserstein_dro",
 ]

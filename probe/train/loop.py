@@ -71,7 +71,7 @@ class TrainResult:
     history : tuple of EpochLog
         One entry per epoch run.
     method : str
-        "standard", "adversarial", "trades" or "lipschitz_budget".
+        "standard", "adversarial", "trades", "lipschitz_budget" or "wasserstein_dro".
     settings : dict
         The hyperparameters of the run (eps, norm, beta, budget, ...).
     extras : dict
@@ -140,7 +140,8 @@ def check_model(model: object) -> torch.nn.Module:
     return model
 
 
-def _batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(loader: Iterable, device: torch.device, targets: str = "classes"
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for i, batch in enumerate(loader):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ProbeError(f"batch {i} of the loader is not an (inputs, labels) pair; got {type(batch).__name__}")
@@ -149,13 +150,16 @@ def _batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Ten
             raise ProbeError(f"batch {i} of the loader holds no inputs (shape {tuple(x.shape)})")
         if y.shape[:1] != x.shape[:1]:
             raise ProbeError(f"batch {i} has {x.shape[0]} inputs but labels of shape {tuple(y.shape)}")
-        if torch.is_floating_point(y) or y.dtype == torch.bool:
+        if targets != "real" and (torch.is_floating_point(y) or y.dtype == torch.bool):
             raise ProbeError(f"batch {i} has labels of dtype {y.dtype}; class indices (integers) are needed")
+        if targets == "binary" and not ((y == 0) | (y == 1) | (y == -1)).all():
+            raise ProbeError(f"batch {i} has the label {int(y[~((y == 0) | (y == 1) | (y == -1))][0])}; binary "
+                             "labels are 0/1 or -1/+1")
         if not torch.is_floating_point(x):
             x = x.to(torch.get_default_dtype())
         if not torch.isfinite(x).all():
             raise ProbeError(f"batch {i} of the loader holds a non-finite input")
-        yield x.to(device), y.long().to(device)
+        yield x.to(device), (y.to(device, x.dtype) if targets == "real" else y.long().to(device))
 
 
 def _check_labels(logits: object, y: torch.Tensor, batch: int) -> int:
@@ -173,6 +177,15 @@ def _check_label_range(y: torch.Tensor, n_classes: int, batch: int) -> None:
         j = int(bad[0])
         raise ProbeError(f"label {int(y[j])} of input {j} in batch {batch} is not a class index of a model with "
                          f"{n_classes} outputs")
+
+
+def _correct(outputs: torch.Tensor, y: torch.Tensor, targets: str) -> int:
+    """Inputs classified correctly: argmax for class scores, the sign of one score for binary labels."""
+    if targets == "real":
+        return 0
+    if targets == "binary":
+        return int(((outputs.reshape(-1) > 0) == (y > 0)).sum())
+    return int((outputs.argmax(1) == y).sum())
 
 
 def make_optimizer(model: torch.nn.Module, optimizer: object, lr: float) -> torch.optim.Optimizer:
@@ -219,8 +232,11 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
         progress: bool, seed: int | None, settings: dict,
         after_step: Callable[[torch.nn.Module], None] | None = None,
         finish: Callable[[torch.nn.Module], dict] | None = None,
-        epoch_extras: Callable[[torch.nn.Module], dict] | None = None) -> TrainResult:
+        epoch_extras: Callable[[torch.nn.Module], dict] | None = None, targets: str = "classes") -> TrainResult:
     """Run ``epochs`` passes over ``loader`` minimising ``batch_loss(model, x, y) -> (loss, clean_logits)``.
+
+    ``targets``: "classes" (class indices, scores (N, C)), "binary" (labels 0/1 or -1/+1, one score
+    per input; accuracy counts the sign) or "real" (regression targets; accuracy is NaN).
 
     ``after_step(model)`` runs after every optimiser step (projections); ``finish(model)``
     once at the end, returning extras for the result. A callback that returns ``True``
@@ -254,12 +270,13 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
         for epoch in bar:
             start = time.perf_counter()
             total, correct, seen, loss_sum = 0, 0, 0, 0.0
-            for b, (x, y) in enumerate(_batches(loader, dev)):
-                if n_classes is None:
+            for b, (x, y) in enumerate(_batches(loader, dev, targets)):
+                if n_classes is None and targets == "classes":
                     m.eval()
                     with torch.no_grad():
                         n_classes = _check_labels(m(x), y, b)
-                _check_label_range(y, n_classes, b)
+                if targets == "classes":
+                    _check_label_range(y, n_classes, b)
                 m.train()
                 loss, clean_logits = batch_loss(m, x, y)
                 if not torch.isfinite(loss):
@@ -273,13 +290,14 @@ def fit(model: torch.nn.Module, loader: Iterable, batch_loss: BatchLoss, *, meth
                     after_step(m)
                 n = int(y.shape[0])
                 loss_sum += float(loss.detach()) * n
-                correct += int((clean_logits.detach().argmax(1) == y).sum())
+                correct += _correct(clean_logits.detach(), y, targets)
                 seen += n
                 total += 1
             if total == 0:
                 raise ProbeError("the loader is empty: it yields no (inputs, labels) batch")
             ep_extras = epoch_extras(m) if epoch_extras is not None else {}
-            log = EpochLog(epoch=epoch, loss=loss_sum / seen, accuracy=correct / seen,
+            log = EpochLog(epoch=epoch, loss=loss_sum / seen,
+                           accuracy=correct / seen if targets != "real" else float("nan"),
                            seconds=time.perf_counter() - start, steps=steps, extras=ep_extras)
             history.append(log)
             bar.set_postfix(loss=f"{log.loss:.3f}", acc=f"{log.accuracy:.3f}")
