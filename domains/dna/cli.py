@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> dict:
     from .ism import saturation_mutagenesis
     from .models import fit, small_cnn
     from .motifs import match_motifs, seqlets
-    from .plots import plot_ism, plot_logo
+    from .plots import plot_window
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,9 +167,8 @@ def _run(args: argparse.Namespace) -> dict:
     print(f"[probe dna] reporting on {reported}", file=sys.stderr)
     for k in range(min(len(X), 6)):
         own = None if sites is None else sites[sites.sequence == keep[k]]
-        fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), constrained_layout=True)
-        plot_logo(attr.values[k], ax=axes[0], edits=edits.edits[k], sites=own, title=f"{names[k]}: gradient x input")
-        plot_ism(ism[k], X[k], ax=axes[1], edits=edits.edits[k], sites=own, title="ISM: change of predicted logit")
+        fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own, figsize=(10, 4.8),
+                          title=f"{names[k]}: gradient x input (top), ISM change of predicted logit (bottom)")
         fig.savefig(out / f"{names[k]}.png", dpi=90)
         plt.close(fig)
     summary.update(
