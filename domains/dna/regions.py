@@ -103,8 +103,11 @@ class _PredictTask:
         self.runner, self.genome, self.windows = runner, genome, windows
 
     def __call__(self, lo: int, hi: int) -> dict[str, np.ndarray]:
-        w = self.windows.iloc[lo:hi]
-        return {"y": self.runner.predict(self.genome.one_hot(w), labels=lambda i: _window_label(w, i))}
+        out, bs = [], self.runner.batch_size
+        for b in range(lo, hi, bs):  # one batch of windows is encoded at a time, not the whole chunk
+            w = self.windows.iloc[b:min(hi, b + bs)]
+            out.append(self.runner.predict(self.genome.one_hot(w), labels=lambda i, w=w: _window_label(w, i)))
+        return {"y": np.concatenate(out)}
 
 
 class _ISMTask:

@@ -161,10 +161,14 @@ class _VariantTask:
         self.runner, self.genome, self.variants, self.width = runner, genome, variants, width
 
     def __call__(self, lo: int, hi: int) -> dict[str, np.ndarray]:
-        v = self.variants.iloc[lo:hi]
-        xr, xa = variant_windows(self.genome, v, self.width, check=False)
-        labels = lambda i: _label(v.iloc[i])  # noqa: E731
-        return {"ref": self.runner.predict(xr, labels), "alt": self.runner.predict(xa, labels)}
+        ref, alt, bs = [], [], self.runner.batch_size
+        for b in range(lo, hi, bs):  # one batch of windows is encoded at a time, not the whole chunk
+            v = self.variants.iloc[b:min(hi, b + bs)]
+            xr, xa = variant_windows(self.genome, v, self.width, check=False)
+            labels = lambda i, v=v: _label(v.iloc[i])  # noqa: E731
+            ref.append(self.runner.predict(xr, labels))
+            alt.append(self.runner.predict(xa, labels))
+        return {"ref": np.concatenate(ref), "alt": np.concatenate(alt)}
 
 
 def variant_effects(model: object, genome: Genome | str | Path, variants: pd.DataFrame | str | Path, *, width: int,
