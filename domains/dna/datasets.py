@@ -255,8 +255,9 @@ def synthetic_genome(path: str | os.PathLike, lengths: dict[str, int], *, seed: 
     with open(path, "wb") as fh:
         for name, n in lengths.items():
             fh.write(f">{name}\n".encode())
-            for lo in range(0, int(n), 1 << 24):  # 16 Mb at a time: memory stays bounded
-                hi = min(int(n), lo + (1 << 24))
+            block = line_width * (1 << 18)  # ~16 Mb at a time, whole lines: memory stays bounded
+            for lo in range(0, int(n), block):
+                hi = min(int(n), lo + block)
                 seq = letters[rng.choice(4, size=hi - lo, p=p)].tobytes()
                 fh.write(b"\n".join(seq[i:i + line_width] for i in range(0, len(seq), line_width)) + b"\n")
     pyfaidx.Faidx(str(path), build_index=True).close()
