@@ -104,3 +104,19 @@ def test_dask_local_cluster_gives_the_one_process_result(genome, tmp_path):
         ism_many = region_ism(model, genome, windows, chunk_size=3, client=client, store=tmp_path / "ism.zarr")
     pd.testing.assert_frame_equal(one, many, check_exact=True)
     assert np.array_equal(ism_many["ism"][:], ism_one["ism"]) and np.array_equal(ism_many["y"][:], ism_one["y"])
+
+
+def test_tasks_travel_to_worker_processes_and_the_bar_shows_a_rate(genome, capsys):
+    import cloudpickle
+
+    from domains.dna.regions import ModelRunner, _PredictTask
+
+    windows = tile_genome(genome, 40, stride=40)
+    model = small_cnn(2, channels=4, kernel=5, seed=0)
+    task = _PredictTask(ModelRunner(model, device=None, batch_size=8, private=True), genome, windows)
+    remote = cloudpickle.loads(cloudpickle.dumps(task))  # what a worker process receives: a Genome reopened by path
+    assert remote.genome._fasta is None and remote.runner.private
+    assert np.array_equal(remote(0, 10)["y"], task(0, 10)["y"])
+    assert model.training  # the worker's copy was put in eval mode, not the caller's model
+    predict_windows(model, genome, windows, chunk_size=8, progress=True)
+    assert "window/s" in capsys.readouterr().err
