@@ -218,7 +218,9 @@ def region_ism(model: object, genome: Genome | str | Path, windows: pd.DataFrame
     rc : bool, default False
         Average the stored prediction ``y`` over both strands (the ISM table is of the window as read).
     chunk_size : int, default 256
-        Windows per chunk: a chunk holds ``chunk_size x 4 x L x K`` values.
+        Windows per chunk: a chunk holds ``chunk_size x 4 x L x K`` values. Each chunk decides on its own
+        whether to capture the model's graph for the fast path (and pays for the capture), so chunks should
+        be large enough for the capture to be a small part of their time.
     **ism_options
         Passed to :func:`~domains.dna.saturation_mutagenesis` (``target``, ``start``, ``end``, ``fast``, ...).
 
