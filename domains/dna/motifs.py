@@ -171,4 +171,6 @@ def match_motifs(X: object, regions: pd.DataFrame, *, motifs: dict[str, str] | s
                 if best is None or (rel, float(scores[j])) > (best[5], best[4]):
                     best = (name, mid, lo + j, strand, float(scores[j]), rel)
         out.append(dict(zip(cols, best)) if best else dict.fromkeys(cols))
-    return pd.concat([regions.reset_index(drop=True), pd.DataFrame(out, columns=cols)], axis=1)
+    found = pd.DataFrame(out, columns=cols)
+    found["position"] = found["position"].astype("Int64")  # stays an integer where some regions have no hit
+    return pd.concat([regions.reset_index(drop=True), found], axis=1)
