@@ -72,7 +72,7 @@ def read_vcf(path: str | Path, *, symbolic: str = "error") -> pd.DataFrame:
         raise ProbeError(f"VCF file {str(path)!r} does not exist")
     try:
         vcf = cyvcf2.VCF(str(path), lazy=True, threads=1)
-    except (OSError, Exception) as err:  # cyvcf2 raises bare Exceptions on unreadable headers
+    except Exception as err:  # cyvcf2 raises bare Exceptions on unreadable headers
         raise ProbeError(f"VCF file {str(path)!r} could not be read: {err}") from None
     rows, skipped = [], []
     for v in vcf:
