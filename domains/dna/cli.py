@@ -4,6 +4,7 @@ logos, ISM maps, minimal edits and matched motifs."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,44 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pad", choices=["right", "left", "both"], default=None, help="pad unequal lengths with N")
     p.add_argument("--iupac", choices=["error", "fractional"], default="error", help="ambiguity letters")
     p.add_argument("--max-edits", type=int, default=8, help="largest edit set searched (default 8)")
-    p.add_argument("--n", type=int, default=None, help="sequences to report on (default 12, quick 6)")
+    p.add_argument("--n", type=_count, default=None, metavar="N|all",
+                   help="sequences to report on, or 'all' (default 12, quick 6)")
+    p.add_argument("--motifs", default=None, metavar="SPEC",
+                   help="motifs to name the seqlets by: 'demo' (the generated promoters' factors; the default "
+                        "without --fasta), a JASPAR CORE taxonomic group such as 'vertebrates' (the default with "
+                        "--fasta) or 'plants@JASPAR2024', a MEME file, or JASPAR ids 'MA0139.2,MA0079.5'; all but "
+                        "'demo' are compared by TomTom, with p- and q-values")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _count(text: str) -> int | None:
+    """``--n``: a positive integer, or ``all`` (0: every sequence)."""
+    if text.strip().lower() == "all":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {n}")
+    return n
+
+
+def _motif_spec(spec: str) -> object:
+    """What ``--motifs`` names, as :func:`domains.dna.motif_db.motif_set` takes it."""
+    if not Path(spec).exists() and ("," in spec or spec.upper().startswith("MA")):
+        return [s.strip() for s in spec.split(",") if s.strip()]
+    return spec
+
+
+def _check_lengths(seqs: object, pad: str | None) -> None:
+    """Unequal lengths without ``--pad``: the error names the records and the flag."""
+    lengths = seqs.lengths
+    if pad is None and len(lengths) and (lengths != lengths[0]).any():
+        i = int(np.nonzero(lengths != lengths[0])[0][0])
+        raise ProbeError(f"sequences have unequal lengths: {seqs.label(i)} has {lengths[i]} bases where "
+                         f"{seqs.label(0)} has {lengths[0]}; pass --pad right, --pad left or --pad both to pad "
+                         "with N")
 
 
 def _user_model(args: argparse.Namespace, example: torch.Tensor) -> torch.nn.Module:
@@ -64,11 +101,11 @@ def _run(args: argparse.Namespace) -> dict:
     from .ism import saturation_mutagenesis
     from .models import fit, small_cnn
     from .motifs import match_motifs, seqlets
-    from .plots import plot_ism, plot_logo
+    from .plots import plot_window
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    n_show = args.n or (6 if args.quick else 12)
+    n_show = (6 if args.quick else 12) if args.n is None else args.n  # 0: all
     summary: dict = {}
     sites = None
     if args.factory and not args.model:
@@ -85,7 +122,9 @@ def _run(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             pred = model(X).argmax(1)
         acc = float((pred == test.y).float().mean())
-        keep = np.nonzero(((pred == test.y).numpy()) & (test.labels < 2))[0][:n_show]
+        eligible = np.nonzero(((pred == test.y).numpy()) & (test.labels < 2))[0]
+        total = len(eligible)
+        keep = eligible[:n_show or None]
         X, labels, names = X[keep], test.y[keep], [test.sequences.names[i] for i in keep]
         sites = test.sites
         site_mask = test.site_mask()[keep]
@@ -95,9 +134,11 @@ def _run(args: argparse.Namespace) -> dict:
         if not args.model:
             raise ProbeError("--fasta needs --model (a model file, or module:factory; see --help)")
         seqs = read_fasta(args.fasta)
-        X = one_hot(seqs, pad=args.pad, iupac=args.iupac)[:n_show]
+        _check_lengths(seqs, args.pad)
+        total = len(seqs)
+        X = one_hot(seqs, pad=args.pad, iupac=args.iupac)[:n_show or None]
         model = _user_model(args, X)
-        names = list(seqs.names[:n_show])
+        names = list(seqs.names[:n_show or None])
         keep = np.arange(len(X))
         criterion = Misclassify()
         summary.update(source=str(args.fasta))
@@ -108,23 +149,34 @@ def _run(args: argparse.Namespace) -> dict:
     attr = gradient_x_input(model, X)
     edits = minimal_edits(model, X, criterion, max_edits=args.max_edits)
     found = seqlets(attr, max_seqlets=2)
-    matched = match_motifs(X, found)
-    matched["name"] = [names[i] for i in matched.sequence]
-    edits.to_frame().to_csv(out / "edits.csv", index=False)
+    spec = args.motifs or ("demo" if args.fasta is None else "vertebrates")
+    if spec == "demo":
+        matched = match_motifs(X, found)
+        motif_cols = ["name", "start", "end", "motif", "matrix_id", "position", "strand", "score"]
+    else:
+        from .tomtom import annotate_seqlets
+
+        matched = annotate_seqlets(X, found, _motif_spec(spec), top_k=3)
+        motif_cols = ["name", "start", "end", "rank", "motif", "matrix_id", "family", "p_value", "q_value", "strand"]
+    matched.insert(1, "name", [names[i] for i in matched.sequence])
+    table = edits.to_frame()
+    table["name"] = [names[i] for i in table.sequence]  # the record names, as in summary.json
+    table.to_csv(out / "edits.csv", index=False)
     matched.to_csv(out / "motifs.csv", index=False)
+    reported = f"{len(X)} of {total} sequences" + ("" if len(X) == total else " (--n all reports every one)")
+    print(f"[probe dna] reporting on {reported}", file=sys.stderr)
     for k in range(min(len(X), 6)):
         own = None if sites is None else sites[sites.sequence == keep[k]]
-        fig, axes = plt.subplots(2, 1, figsize=(10, 4.5), constrained_layout=True)
-        plot_logo(attr.values[k], ax=axes[0], edits=edits.edits[k], sites=own, title=f"{names[k]}: gradient x input")
-        plot_ism(ism[k], X[k], ax=axes[1], edits=edits.edits[k], sites=own, title="ISM: change of predicted logit")
+        fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own, figsize=(10, 4.8),
+                          title=f"{names[k]}: gradient x input (top), ISM change of predicted logit (bottom)")
         fig.savefig(out / f"{names[k]}.png", dpi=90)
         plt.close(fig)
     summary.update(
-        sequences=len(X), edits_success_rate=round(float(edits.success.float().mean()), 4),
+        sequences=len(X), sequences_total=total, reported=reported, motifs_from=spec,
+        edits_success_rate=round(float(edits.success.float().mean()), 4),
         median_edits=float(np.median(edits.n_edits[edits.success].cpu().numpy())) if edits.success.any() else None,
         edits={names[i]: [f"{p}{r}>{a}" for p, r, a in edits.edits[i]] for i in range(len(X))},
-        motifs=matched[["name", "start", "end", "motif", "matrix_id", "position", "strand", "score"]]
-        .to_dict(orient="records"),
+        motifs=matched[motif_cols].astype(object).where(matched[motif_cols].notna(), None).to_dict(orient="records"),
     )
     if sites is not None:
         in_site = [bool(site_mask[i][p]) for i in range(len(X)) for p, _, _ in edits.edits[i]]

@@ -30,7 +30,7 @@ from probe import ProbeError
 from .io import ALPHABET, Sequences, one_hot, read_fasta
 
 __all__ = ["HOUSEKEEPING", "TISSUE", "TATA", "FACTORS", "PromoterSet", "promoters", "jaspar_motif",
-           "crp_sites", "CLASSES"]
+           "crp_sites", "CLASSES", "synthetic_genome", "planted_sites"]
 
 #: Factor name -> JASPAR matrix id of the CORE collection.
 HOUSEKEEPING = {"SP1": "MA0079.5", "NRF1": "MA0506.3", "NFYA": "MA0060.4", "ELK1": "MA0028.3", "YY1": "MA0095.4"}
@@ -224,3 +224,90 @@ def crp_sites() -> Sequences:
 
     path = os.path.join(os.path.dirname(logomaker.__file__), "examples", "datafiles", "crp_sites.fa")
     return read_fasta(path, format="fasta-blast")
+
+
+def synthetic_genome(path: str | os.PathLike, lengths: dict[str, int], *, seed: int = 0, gc: float = 0.41,
+                     line_width: int = 60) -> str:
+    """Write a genome of independent random bases (GC fraction ``gc``) as FASTA, with its ``.fai`` index.
+
+    Parameters
+    ----------
+    path : str or path
+        The FASTA file to write.
+    lengths : dict {name: int}
+        Chromosome names and lengths, in file order.
+    seed : int, default 0
+    gc : float, default 0.41
+        Probability of G or C (0.41 is the human genome's).
+    line_width : int, default 60
+        Bases per FASTA line.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    import pyfaidx
+
+    rng = np.random.default_rng(seed)
+    p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
+    letters = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        for name, n in lengths.items():
+            fh.write(f">{name}\n".encode())
+            block = line_width * (1 << 18)  # ~16 Mb at a time, whole lines: memory stays bounded
+            for lo in range(0, int(n), block):
+                hi = min(int(n), lo + block)
+                seq = letters[rng.choice(4, size=hi - lo, p=p)].tobytes()
+                fh.write(b"\n".join(seq[i:i + line_width] for i in range(0, len(seq), line_width)) + b"\n")
+    pyfaidx.Faidx(str(path), build_index=True).close()
+    return str(path)
+
+
+def planted_sites(matrix_ids: dict[str, str], n: int, length: int, *, seed: int = 0, sharpen: float = 1.0,
+                  gc: float = 0.5) -> PromoterSet:
+    """Random sequences with one site of each given JASPAR matrix planted per sequence.
+
+    Parameters
+    ----------
+    matrix_ids : dict {factor: JASPAR id}
+        One site of each, on a random strand, at non-overlapping random positions.
+    n, length : int
+        Sequences and bases per sequence.
+    seed : int, default 0
+    sharpen : float, default 1.0
+        As in :func:`promoters`: sites drawn from the frequencies raised to this power.
+    gc : float, default 0.5
+
+    Returns
+    -------
+    PromoterSet
+        Labels all 0; ``sites`` gives each planted site's factor, matrix id, start, end and strand.
+    """
+    rng = np.random.default_rng(seed)
+    codes = _background(rng, n, length, gc=gc, cpg=1.0)
+    freqs = {f: _frequencies(mid, sharpen=sharpen) for f, mid in matrix_ids.items()}
+    rows = []
+    for i in range(n):
+        taken = np.zeros(length, dtype=bool)
+        for f, pfm in freqs.items():
+            w = pfm.shape[1]
+            site = np.minimum((rng.random(w)[None, :] > pfm.cumsum(0)).sum(0), 3).astype(np.int8)
+            strand = "+" if rng.random() < 0.5 else "-"
+            if strand == "-":
+                site = (3 - site)[::-1]
+            for _ in range(1000):
+                start = int(rng.integers(0, length - w + 1))
+                if not taken[max(0, start - 2):start + w + 2].any():
+                    break
+            else:
+                raise ProbeError(f"no room for the sites of {list(matrix_ids)} in {length} bases")
+            taken[start:start + w] = True
+            codes[i, start:start + w] = site
+            rows.append({"sequence": i, "factor": f, "matrix_id": matrix_ids[f], "start": start, "end": start + w,
+                         "strand": strand, "site": "".join(ALPHABET[c] for c in site)})
+    letters = np.frombuffer(ALPHABET.encode(), dtype=np.uint8)[codes]
+    seqs = Sequences(tuple(f"site{i}" for i in range(n)), tuple(r.tobytes().decode() for r in letters),
+                     source="planted")
+    cols = ["sequence", "factor", "matrix_id", "start", "end", "strand", "site"]
+    return PromoterSet(seqs, np.zeros(n, dtype=np.int64), pd.DataFrame(rows, columns=cols))

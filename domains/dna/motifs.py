@@ -6,7 +6,10 @@ seqlet (widened by ``flank``), its neighbourhood is excluded, and so on. Each se
 are then scanned with the position-specific scoring matrices of JASPAR motifs (log-odds against
 a uniform background, with pseudocounts, computed by Biopython ``motifs``) on both strands; the
 motif whose best hit has the highest relative score :math:`(s - s_{min}) / (s_{max} - s_{min})`
-(ties: the higher log-odds score) is reported with its position, strand and score.
+(ties: the higher log-odds score) among the hits with a positive log-odds score is reported with its
+position, strand and score; a region where no motif scores above 0 (no letters more likely under a
+motif than under the background) has no match. For p- and q-values use :mod:`domains.dna.tomtom`
+(seqlets against a whole database) and :mod:`domains.dna.fimo` (scanning).
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ def match_motifs(X: object, regions: pd.DataFrame, *, motifs: dict[str, str] | s
     -------
     pandas.DataFrame
         The region's columns plus ``motif``, ``matrix_id``, ``position`` (start of the hit in the
-        sequence), ``strand``, ``score`` (log-odds, bits) and ``relative_score`` (0..1).
+        sequence), ``strand``, ``score`` (log-odds, bits, > 0) and ``relative_score`` (0..1); all empty
+        where no motif scores above 0 in the region.
     """
     from Bio.Seq import Seq
 
@@ -160,9 +164,13 @@ def match_motifs(X: object, regions: pd.DataFrame, *, motifs: dict[str, str] | s
             for strand, pssm in (("+", fwd), ("-", rev)):
                 scores = np.atleast_1d(pssm.calculate(Seq(sub)))
                 j = int(np.nanargmax(scores))
+                if not float(scores[j]) > 0:
+                    continue  # less likely under the motif than under the background: not a hit
                 rel = (float(scores[j]) - pssm.min) / span if span > 0 else 0.0
                 # ties in relative score (several consensus hits) go to the more specific motif (more bits)
                 if best is None or (rel, float(scores[j])) > (best[5], best[4]):
                     best = (name, mid, lo + j, strand, float(scores[j]), rel)
         out.append(dict(zip(cols, best)) if best else dict.fromkeys(cols))
-    return pd.concat([regions.reset_index(drop=True), pd.DataFrame(out, columns=cols)], axis=1)
+    found = pd.DataFrame(out, columns=cols)
+    found["position"] = found["position"].astype("Int64")  # stays an integer where some regions have no hit
+    return pd.concat([regions.reset_index(drop=True), found], axis=1)

@@ -1,4 +1,10 @@
-"""Pictures: attribution logos (logomaker), ISM heat maps, edits and planted sites marked."""
+"""Pictures: attribution logos (logomaker), ISM heat maps, edits and sites marked, in genome coordinates.
+
+Every mark has a legend entry (sites shaded, edits as triangles or boxes, reference bases as dots),
+and labels that would overlap are set on separate rows. With ``coordinates=(chrom, start[, strand])``
+the x axis reads genome positions (1-based, as genome browsers show them; a ``-`` strand window runs
+right to left in the genome), and :func:`plot_window` stacks a logo and an ISM map on one x axis.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probe import Attribution
+from probe import Attribution, ProbeError
 
 from .io import ALPHABET
 
-__all__ = ["plot_logo", "plot_ism"]
+__all__ = ["plot_logo", "plot_ism", "plot_window"]
+
+_SITE = {"color": "orange", "alpha": 0.15}
+_EDIT = {"color": "red"}
 
 
 def _axes(ax: object, width: float) -> object:
@@ -30,13 +39,79 @@ def _np(v: object, index: int) -> np.ndarray:
     return v.double().numpy()
 
 
+def _coordinates(ax: object, length: int, coordinates: tuple | None) -> None:
+    """Label the x axis with genome positions for a window starting (0-based) at ``start``."""
+    if coordinates is None:
+        ax.set_xlabel("position")
+        return
+    if not 2 <= len(coordinates) <= 3:
+        raise ProbeError(f"coordinates must be (chrom, start) or (chrom, start, strand), got {coordinates!r}")
+    chrom, start = coordinates[0], int(coordinates[1])
+    strand = coordinates[2] if len(coordinates) == 3 else "+"
+    if strand not in ("+", "-", "."):
+        raise ProbeError(f"strand must be '+' or '-', got {strand!r}")
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    def genome_pos(i: float) -> int:  # 1-based genome position of window index i
+        return start + int(round(i)) + 1 if strand != "-" else start + length - int(round(i))
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda i, _: f"{genome_pos(i):,}"))
+    ax.set_xlabel(f"{chrom} ({'-' if strand == '-' else '+'} strand, 1-based)")
+
+
+def _rows(spans: list[tuple[float, float]], gap: float) -> list[int]:
+    """Row of each label so that labels on one row do not overlap: greedy, in order of start."""
+    rows, ends = [0] * len(spans), []
+    for k in sorted(range(len(spans)), key=lambda k: spans[k][0]):
+        lo, hi = spans[k]
+        for r, end in enumerate(ends):
+            if lo >= end + gap:
+                ends[r], rows[k] = hi, r
+                break
+        else:
+            ends.append(hi)
+            rows[k] = len(ends) - 1
+    return rows
+
+
+def _char_width(ax: object, fontsize: float) -> float:
+    """Width of one character of ``fontsize`` points in data units of the x axis (roughly 0.6 em)."""
+    fig = ax.figure
+    width_in = ax.get_position().width * fig.get_figwidth()
+    lo, hi = ax.get_xlim()
+    return abs(hi - lo) / max(width_in * 72.0, 1.0) * fontsize * 0.62
+
+
+def _legend(ax: object, handles: list, right: float = 1.005) -> None:
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(right, 1.0), fontsize=7, frameon=False,
+                  borderaxespad=0.0)
+
+
 def plot_logo(values: object, index: int = 0, *, ax: object = None, edits: list | None = None,
-              sites: pd.DataFrame | None = None, title: str | None = None) -> object:
+              sites: pd.DataFrame | None = None, title: str | None = None, coordinates: tuple | None = None,
+              legend: bool = True) -> object:
     """Sequence logo of attributions (4, L) — letters scaled by their value, below the axis when negative.
 
-    ``values`` is an Attribution or tensor (N, 4, L) (row ``index``) or (4, L). ``edits`` (a list of
-    ``(position, ref, alt)``) are marked with red triangles; ``sites`` (rows with ``start``, ``end``,
-    ``factor``) are shaded.
+    Parameters
+    ----------
+    values : Attribution or tensor (N, 4, L) (row ``index``) or (4, L)
+    index : int, default 0
+    ax : matplotlib Axes, optional
+    edits : list of (position, ref, alt), optional
+        Marked with red triangles under the axis, labelled ``ref>alt``.
+    sites : pandas.DataFrame, optional
+        Rows with ``start``, ``end`` (window positions) and ``factor`` (or ``motif``): shaded and labelled.
+    title : str, optional
+    coordinates : (chrom, start) or (chrom, start, strand), optional
+        The window's place in the genome (0-based ``start``): the x axis shows genome positions.
+    legend : bool, default True
+        A legend entry for each kind of mark drawn.
+
+    Returns
+    -------
+    matplotlib Axes
     """
     import logomaker
 
@@ -45,48 +120,121 @@ def plot_logo(values: object, index: int = 0, *, ax: object = None, edits: list 
     df = pd.DataFrame(v.T, columns=list(ALPHABET))
     logomaker.Logo(df, ax=ax, color_scheme="classic", flip_below=False)
     ax.axhline(0, color="black", lw=0.5)
-    _mark(ax, edits, sites, v)
-    ax.set_xlabel("position")
+    handles = _mark(ax, edits, sites, v)
+    _coordinates(ax, v.shape[1], coordinates)
     ax.set_ylabel("attribution")
+    if legend:
+        _legend(ax, handles)
     if title:
         ax.set_title(title)
     return ax
 
 
 def plot_ism(table: object, x: object = None, *, ax: object = None, edits: list | None = None,
-             sites: pd.DataFrame | None = None, title: str | None = None) -> object:
+             sites: pd.DataFrame | None = None, title: str | None = None, coordinates: tuple | None = None,
+             legend: bool = True, colorbar: bool = True) -> object:
     """Heat map of an ISM table (4, L): change of the output for every substitution.
 
-    Reference bases (where ``x`` is given) are dotted; ``edits`` are boxed.
+    Reference bases (where ``x`` is given) are dotted, ``edits`` are boxed at their new base, ``sites``
+    are marked by a bar along the top; ``coordinates`` and ``legend`` as in :func:`plot_logo`. The colour
+    bar sits outside the axes, so a logo above on the same x axis lines up with the map.
     """
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
+
     t = _np(table, 0)
     ax = _axes(ax, t.shape[1])
     lim = float(np.abs(t).max()) or 1.0
     im = ax.imshow(t, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    ax.figure.colorbar(im, ax=ax, shrink=0.8, pad=0.01, label="change")
+    handles = []
+    if colorbar:
+        cax = ax.inset_axes([1.005, 0.0, 0.012, 1.0])
+        ax.figure.colorbar(im, cax=cax, label="change")
     ax.set_yticks(range(4), list(ALPHABET))
     if x is not None:
         xr = _np(x, 0)
         b, p = np.nonzero(xr == 1)
         ax.scatter(p, b, s=2, color="black")
+        handles.append(mlines.Line2D([], [], color="black", marker="o", ms=2, ls="", label="reference base"))
     for pos, _ref, alt in edits or []:
-        ax.add_patch(__import__("matplotlib.patches", fromlist=["Rectangle"]).Rectangle(
-            (pos - 0.5, ALPHABET.index(alt) - 0.5), 1, 1, fill=False, ec="lime", lw=1.5))
-    if sites is not None:
+        ax.add_patch(mpatches.Rectangle((pos - 0.5, ALPHABET.index(alt) - 0.5), 1, 1, fill=False, ec="lime",
+                                        lw=1.5))
+    if edits:
+        handles.append(mpatches.Patch(fill=False, ec="lime", lw=1.5, label="minimal edit (new base)"))
+    if sites is not None and len(sites):
         for r in sites.itertuples():
             ax.axvspan(r.start - 0.5, r.end - 0.5, ymin=0.97, ymax=1.0, color="orange")
-    ax.set_xlabel("position")
+        handles.append(mpatches.Patch(color="orange", label="site"))
+    _coordinates(ax, t.shape[1], coordinates)
+    if legend:
+        _legend(ax, handles, right=1.09 if colorbar else 1.005)  # clear of the colour bar and its label
     if title:
         ax.set_title(title)
     return ax
 
 
-def _mark(ax: object, edits: list | None, sites: pd.DataFrame | None, v: np.ndarray) -> None:
+def plot_window(attribution: object, ism: object = None, x: object = None, *, index: int = 0,
+                edits: list | None = None, sites: pd.DataFrame | None = None, coordinates: tuple | None = None,
+                title: str | None = None, figsize: tuple[float, float] | None = None) -> object:
+    """A window's attribution logo above its ISM map, on one x axis (genome positions with ``coordinates``).
+
+    Parameters
+    ----------
+    attribution : Attribution or tensor (N, 4, L) or (4, L)
+    ism : tensor (N, 4, L) or (4, L), optional
+        The ISM table; without it the figure is the logo alone.
+    x : tensor (N, 4, L) or (4, L), optional
+        The one-hot window (reference bases dotted on the map).
+    index : int, default 0
+        Row of batched inputs.
+    edits, sites, coordinates, title
+        As in :func:`plot_logo`.
+    figsize : (float, float), optional
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    v = _np(attribution, index)
+    n = 1 if ism is None else 2
+    fig, axes = plt.subplots(n, 1, sharex=True, squeeze=False, constrained_layout=True,
+                             figsize=figsize or (max(8.0, v.shape[1] / 8), 2.3 * n + 0.6))
+    axes = axes[:, 0]
+    plot_logo(v, ax=axes[0], edits=edits, sites=sites, title=title, coordinates=coordinates)
+    if ism is not None:
+        xr = None if x is None else _np(x, index)
+        plot_ism(_np(ism, index), xr, ax=axes[1], edits=edits, sites=sites, coordinates=coordinates)
+        axes[0].set_xlabel("")
+    axes[0].set_xlim(-0.5, v.shape[1] - 0.5)
+    return fig
+
+
+def _mark(ax: object, edits: list | None, sites: pd.DataFrame | None, v: np.ndarray) -> list:
+    """Shade sites and mark edits, with labels set on rows that do not overlap; the legend handles."""
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
+
     top = float(np.abs(v).max()) or 1.0
-    if sites is not None:
-        for r in sites.itertuples():
-            ax.axvspan(r.start - 0.5, r.end - 0.5, color="orange", alpha=0.15)
-            ax.text((r.start + r.end - 1) / 2, top * 1.05, r.factor, ha="center", va="bottom", fontsize=7)
-    for pos, ref, alt in edits or []:
-        ax.plot([pos], [-top * 0.1], marker="^", color="red", ms=6)
-        ax.text(pos, -top * 0.25, f"{ref}>{alt}", ha="center", va="top", fontsize=6, color="red")
+    ax.set_xlim(-0.5, v.shape[1] - 0.5)
+    handles = []
+    cw = _char_width(ax, 7)
+    if sites is not None and len(sites):
+        labels = [str(getattr(r, "factor", getattr(r, "motif", ""))) for r in sites.itertuples()]
+        centres = [(r.start + r.end - 1) / 2 for r in sites.itertuples()]
+        rows = _rows([(c - len(s) * cw / 2, c + len(s) * cw / 2) for c, s in zip(centres, labels)], cw)
+        for r, label, c, row in zip(sites.itertuples(), labels, centres, rows):
+            ax.axvspan(r.start - 0.5, r.end - 0.5, **_SITE)
+            ax.text(c, top * (1.05 + 0.2 * row), label, ha="center", va="bottom", fontsize=7)
+        ax.set_ylim(top=max(ax.get_ylim()[1], top * (1.3 + 0.2 * max(rows))))
+        handles.append(mpatches.Patch(label="site", **_SITE))
+    if edits:
+        labels = [f"{ref}>{alt}" for _, ref, alt in edits]
+        rows = _rows([(p - len(s) * cw / 2, p + len(s) * cw / 2) for (p, _, _), s in zip(edits, labels)], cw / 2)
+        for (pos, _ref, _alt), label, row in zip(edits, labels, rows):
+            ax.plot([pos], [-top * 0.1], marker="^", ms=6, ls="", **_EDIT)
+            ax.text(pos, -top * (0.25 + 0.18 * row), label, ha="center", va="top", fontsize=6, **_EDIT)
+        ax.set_ylim(bottom=min(ax.get_ylim()[0], -top * (0.5 + 0.18 * max(rows))))
+        handles.append(mlines.Line2D([], [], marker="^", ms=6, ls="", label="minimal edit", **_EDIT))
+    return handles

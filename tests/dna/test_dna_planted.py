@@ -84,7 +84,7 @@ def test_matched_motifs_are_the_planted_factors(trained):
     hits = [m in planted[keep[s]] for s, m in zip(matched.sequence, matched.motif)]
     frac = float(np.mean(hits))
     print(f"best seqlet matches a planted factor in {frac:.3f} of {len(hits)} sequences")
-    assert set(matched.motif) <= set(FACTORS)
+    assert set(matched.motif.dropna()) <= set(FACTORS)  # a region with no positive-score hit has no motif
     assert {"position", "strand", "score", "relative_score"} <= set(matched.columns)
     assert frac > 0.7
 
