@@ -11,7 +11,7 @@ For each modality m, with the others fixed at their clean values:
   an upper bound's complement: ``certified + attack_success <= 1`` always;
 - ``certified_unbounded``: the fraction still certified when m is fully adversarial (within
   its ``domain`` where one is given): the decisions the other modalities out-vote;
-- ``median_radius``: the median certified single-source radius on m.
+- ``median_radius``: the median certified single-source radius on m (capped at ``radius_max``).
 
 The decision *leans on* the modality whose corruption alone overturns the most decisions:
 the largest ``1 - certified_unbounded`` (ties broken by ``attack_success``).
@@ -74,7 +74,7 @@ class ModalityReport:
 
 def modality_report(model: LateFusion, inputs: object, *, eps: float | Mapping, norm: str = "linf",
                     labels: object = None, domain: Mapping | None = None, method: str = "crown", steps: int = 20,
-                    restarts: int = 1, radius_steps: int = 12, seed: int = 0,
+                    restarts: int = 1, radius_steps: int = 12, radius_max: float | Mapping | None = None, seed: int = 0,
                     device: str | torch.device | None = None) -> ModalityReport:
     """Single-source attacks, certificates and radii for every modality of a late-fusion model.
 
@@ -96,6 +96,9 @@ def modality_report(model: LateFusion, inputs: object, *, eps: float | Mapping, 
         and success is scored on the vote.
     radius_steps : int, default 12
         Bisection steps of the certified radius.
+    radius_max : float or dict of modality -> float, optional
+        Top of the radius bracket (default 4 times the modality's ``eps``); larger radii are
+        reported as ``radius_max``.
     seed : int, default 0
     device : optional
 
@@ -126,8 +129,10 @@ def modality_report(model: LateFusion, inputs: object, *, eps: float | Mapping, 
         cert = certify_fusion(model, named, {name: e}, norm=norm, method=method, labels=y, device=device)
         free = certify_fusion(model, named, None, labels=y, unbounded=name, domain=domain, method=method,
                               device=device)
+        top = radius_max.get(name) if isinstance(radius_max, Mapping) else radius_max
+        top = 4 * e if top is None else float(top)
         radius = fusion_radius(model, named, name, norm=norm, method=method, labels=y, steps=radius_steps,
-                               device=device)
+                               eps_max=top if top > 0 else None, device=device)
         rows[name] = {"eps": e, "attack_success": float(flipped.float().mean()),
                       "certified": cert.certified_fraction, "certified_unbounded": free.certified_fraction,
                       "median_radius": float(radius.median())}
