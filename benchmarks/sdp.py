@@ -16,7 +16,7 @@ Three tables:
    unbounded within its domain box [-3, 3]^4 and fully unbounded, and the median certified single-source
    radius (bracket [0, 4] for the strong modality, [0, 8] for the weak one).
 
-Run: ``python benchmarks/sdp.py [--nets 10] [--device cpu|cuda] [--quick]``.
+Run: ``python benchmarks/sdp.py [--nets 10] [--device cpu|cuda] [--quick] [--tables tightness,first-order,fusion]``.
 """
 
 from __future__ import annotations
@@ -138,12 +138,17 @@ def main() -> None:
     ap.add_argument("--nets", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer nets and training steps (a smoke run)")
+    ap.add_argument("--tables", default="tightness,first-order,fusion", help="comma-separated subset to run")
     args = ap.parse_args()
     torch.set_num_threads(1)
     assert SDP.name == "sdp"
-    tightness(3 if args.quick else args.nets)
-    first_order(args.device)
-    fusion(args.quick)
+    tables = set(args.tables.split(","))
+    if "tightness" in tables:
+        tightness(3 if args.quick else args.nets)
+    if "first-order" in tables:
+        first_order(args.device)
+    if "fusion" in tables:
+        fusion(args.quick)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ For each modality m, with the others fixed at their clean values:
 - ``median_radius``: the median certified single-source radius on m (capped at ``radius_max``).
 
 The decision *leans on* the modality whose corruption alone overturns the most decisions:
-the largest ``1 - certified_unbounded`` (ties broken by ``attack_success``).
+the largest ``1 - certified_unbounded``; ties go to the smallest ``radius_fraction`` (the median
+radius over the mean half-width of the modality's domain, a scale-free measure where a domain is
+given), then to the largest ``attack_success``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class ModalityReport:
     ----------
     frame : pandas.DataFrame
         Indexed by modality: ``eps``, ``attack_success``, ``certified``, ``certified_unbounded``,
-        ``median_radius``, ``reliance`` (``1 - certified_unbounded``).
+        ``median_radius``, ``radius_fraction`` (over the domain's mean half-width; NaN without a
+        domain), ``reliance`` (``1 - certified_unbounded``).
     norm, rule : str
     """
 
@@ -53,7 +56,8 @@ class ModalityReport:
     @property
     def leans_on(self) -> str:
         """The modality whose corruption alone overturns the most decisions."""
-        f = self.frame.sort_values(["reliance", "attack_success"], ascending=False)
+        f = self.frame.assign(_r=-self.frame["radius_fraction"].fillna(float("inf")))
+        f = f.sort_values(["reliance", "_r", "attack_success"], ascending=False)
         return str(f.index[0])
 
     def to_frame(self) -> pd.DataFrame:
@@ -133,9 +137,13 @@ def modality_report(model: LateFusion, inputs: object, *, eps: float | Mapping, 
         top = 4 * e if top is None else float(top)
         radius = fusion_radius(model, named, name, norm=norm, method=method, labels=y, steps=radius_steps,
                                eps_max=top if top > 0 else None, device=device)
+        width = float("nan")
+        if name in domain:
+            half = (torch.as_tensor(hi, dtype=torch.float64) - torch.as_tensor(lo, dtype=torch.float64)) / 2
+            width = float(half.expand(named[name].shape[1:]).mean())
         rows[name] = {"eps": e, "attack_success": float(flipped.float().mean()),
                       "certified": cert.certified_fraction, "certified_unbounded": free.certified_fraction,
-                      "median_radius": float(radius.median())}
+                      "median_radius": float(radius.median()), "radius_fraction": float(radius.median()) / width}
     frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("modality")
     frame["reliance"] = 1 - frame["certified_unbounded"]
     return ModalityReport(frame, norm, model.rule)

@@ -151,31 +151,69 @@ def dual_bound(qp: QCQP, dv: DualVariables, *, kappa0: torch.Tensor | None = Non
     return (qp.n + 1) * (low - eta).clamp(max=0) - kappa0 - kappa.sum(1)
 
 
-def _standard_form(qp: QCQP) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
-    """Constraint matrix A (rows over vec(V) then the slacks) and right-hand side b of the lifted SDP.
+class _Constraints:
+    r"""The constraint map :math:`\mathcal{A}` of the lifted SDP, applied without forming it.
 
-    Row order: the product constraints (inequalities with a slack, equalities without), the dense
-    constraints (slack), the box rows ``-V_jj - t_j = -1`` (slack), and ``V_00 = 1``.
+    Rows: the product constraints :math:`\langle \mathrm{sym}(p_i q_i^\top), V\rangle` (minus a slack
+    for the inequalities), the dense constraints :math:`\langle G_k, V\rangle - t`, the box rows
+    :math:`-V_{jj} - t_j = -1` and :math:`V_{00} = 1`. Each product row is rank two, so
+    :math:`\mathcal{A}`, its adjoint and the Gram matrix :math:`\mathcal{A}\mathcal{A}^*` cost
+    :math:`O(m n)` memory instead of the :math:`O(m n^2)` of a dense matrix, where m is the number of
+    constraints and n the number of variables.
     """
-    n1 = qp.n + 1
-    m, g = qp.P.shape[0], qp.G.shape[0]
-    ineq = ~qp.equality
-    p = int(ineq.sum()) + g + qp.n
-    like = dict(dtype=qp.c.dtype, device=qp.c.device)
-    rows = _sym(qp.P.unsqueeze(2) * qp.Q.unsqueeze(1)).reshape(m, n1 * n1)
-    box = torch.zeros(qp.n, n1, n1, **like)
-    idx = torch.arange(1, n1, device=qp.c.device)
-    box[idx - 1, idx, idx] = -1
-    e00 = torch.zeros(1, n1 * n1, **like)
-    e00[0, 0] = 1
-    A_v = torch.cat([rows, qp.G.reshape(g, n1 * n1), box.reshape(qp.n, n1 * n1), e00])
-    A_s = torch.zeros(A_v.shape[0], p, **like)
-    slack_rows = torch.cat([ineq.nonzero().flatten(), torch.arange(m, m + g + qp.n, device=qp.c.device)])
-    A_s[slack_rows, torch.arange(p, device=qp.c.device)] = -1
-    b = torch.zeros(A_v.shape[0], **like)
-    b[m + g:m + g + qp.n] = -1
-    b[-1] = 1
-    return torch.cat([A_v, A_s], 1), b, n1, p, m
+
+    def __init__(self, qp: QCQP):
+        self.P, self.Q, self.G = qp.P, qp.Q, qp.G
+        self.n1 = qp.n + 1
+        self.m, self.g = qp.P.shape[0], qp.G.shape[0]
+        dev = qp.c.device
+        self.slack_rows = torch.cat([(~qp.equality).nonzero().flatten().to(dev),
+                                     torch.arange(self.m, self.m + self.g + qp.n, device=dev)])
+        self.p = len(self.slack_rows)
+        self.rows = self.m + self.g + qp.n + 1
+        self.diag = torch.arange(1, self.n1, device=dev)
+        self.b = torch.zeros(self.rows, dtype=qp.c.dtype, device=dev)
+        self.b[self.m + self.g:self.m + self.g + qp.n] = -1
+        self.b[-1] = 1
+
+    def apply(self, V: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(S, n1, n1) symmetric, (S, p) -> (S, rows)."""
+        r1 = (torch.matmul(self.P, V) * self.Q).sum(2)               # p^T V q = <sym(p q^T), V> for symmetric V
+        r2 = torch.einsum("kij,sij->sk", self.G, V)
+        r3 = -V[:, self.diag, self.diag]
+        out = torch.cat([r1, r2, r3, V[:, :1, 0]], 1)
+        out[:, self.slack_rows] -= t
+        return out
+
+    def adjoint(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, rows) -> (V (S, n1, n1), t (S, p))."""
+        m, g = self.m, self.g
+        V = _sym(torch.matmul((self.P.unsqueeze(0) * y[:, :m].unsqueeze(2)).transpose(1, 2), self.Q))
+        if g:
+            V = V + torch.einsum("sk,kij->sij", y[:, m:m + g], self.G)
+        V[:, self.diag, self.diag] -= y[:, m + g:-1]
+        V[:, 0, 0] += y[:, -1]
+        return V, -y[:, self.slack_rows]
+
+    def gram(self) -> torch.Tensor:
+        r""":math:`\mathcal{A}\mathcal{A}^*`, (rows, rows)."""
+        P, Q, G = self.P, self.Q, self.G
+        m, g, n = self.m, self.g, self.n1 - 1
+        K = P.new_zeros(self.rows, self.rows)
+        PQ = P @ Q.T
+        K[:m, :m] = ((P @ P.T) * (Q @ Q.T) + PQ * PQ.T) / 2
+        K[:m, m:m + g] = torch.einsum("mi,kij,mj->mk", P, G, Q)
+        K[:m, m + g:m + g + n] = -(P[:, 1:] * Q[:, 1:])
+        K[:m, -1] = P[:, 0] * Q[:, 0]
+        K[m:m + g, m:m + g] = torch.einsum("kij,lij->kl", G, G)
+        K[m:m + g, m + g:m + g + n] = -G[:, self.diag, self.diag]
+        K[m:m + g, -1] = G[:, 0, 0]
+        idx = torch.arange(m + g, m + g + n, device=P.device)
+        K[idx, idx] = 1
+        K[-1, -1] = 1
+        K = torch.triu(K) + torch.triu(K, 1).T
+        K[self.slack_rows, self.slack_rows] += 1
+        return K
 
 
 def _to_duals(qp: QCQP, y: torch.Tensor, m: int) -> tuple[DualVariables, torch.Tensor]:
@@ -221,29 +259,32 @@ def solve_first_order(qp: QCQP, *, steps: int = 3000, check_every: int = 50, tol
     """
     if int(steps) < 0:
         raise ProbeError(f"steps must be non-negative, got {steps}")
-    A, b, n1, p, m = _standard_form(qp)
+    op = _Constraints(qp)
+    b, m = op.b, op.m
     s = qp.c.shape[0]
-    nv = n1 * n1
     e0 = torch.zeros_like(qp.c)
     e0[:, 0] = 1
-    C = torch.cat([_sym(qp.c.unsqueeze(2) * e0.unsqueeze(1)).reshape(s, nv), qp.c.new_zeros(s, p)], 1)
-    AAt = A @ A.T
-    AAt = AAt + 1e-12 * (1 + AAt.diagonal().amax()) * torch.eye(AAt.shape[0], dtype=AAt.dtype, device=AAt.device)
-    L = torch.linalg.cholesky(AAt)
-    X = C.new_zeros(s, nv + p)
-    X[:, 0] = 1
-    S = C.clone()
-    rho = torch.full((s, 1), float(rho), dtype=C.dtype, device=C.device)
+    Cv = _sym(qp.c.unsqueeze(2) * e0.unsqueeze(1))
+    K = op.gram()
+    K = K + 1e-12 * (1 + K.diagonal().amax()) * torch.eye(op.rows, dtype=K.dtype, device=K.device)
+    L = torch.linalg.cholesky(K)
+    Xv, Xt = torch.zeros_like(Cv), Cv.new_zeros(s, op.p)
+    Xv[:, 0, 0] = 1
+    Sv, St = Cv.clone(), Xt.clone()
+    rho = torch.full((s, 1), float(rho), dtype=Cv.dtype, device=Cv.device)
     best = torch.full((s,), -torch.inf, dtype=torch.float64, device="cpu")
-    best_duals = _to_duals(qp, C.new_zeros(s, A.shape[0]), m)[0]
+    best_duals = _to_duals(qp, Cv.new_zeros(s, op.rows), m)[0]
+    c_norm = Cv.flatten(1).norm(dim=1)
     for k in range(int(steps) + 1):
-        rhs = rho * (b - X @ A.T) + (C - S) @ A.T
+        r3 = rho.unsqueeze(2)
+        rhs = rho * (b - op.apply(Xv, Xt)) + op.apply(Cv - Sv, -St)
         y = torch.cholesky_solve(rhs.T, L).T
-        V = C - y @ A - rho * X
-        w, U = torch.linalg.eigh(V[:, :nv].reshape(s, n1, n1))
+        Av, At = op.adjoint(y)
+        Vv, Vt = Cv - Av - r3 * Xv, -At - rho * Xt
+        w, U = torch.linalg.eigh(Vv)
         Sv = (U * w.clamp(min=0).unsqueeze(1)) @ U.transpose(1, 2)
-        S = torch.cat([Sv.reshape(s, nv), V[:, nv:].clamp(min=0)], 1)
-        X_new = (S - V) / rho
+        St = Vt.clamp(min=0)
+        Xv_new, Xt_new = (Sv - Vv) / r3, (St - Vt) / rho
         if k % int(check_every) == 0 or k == int(steps):
             duals, k0 = _to_duals(qp, y, m)
             bound = torch.maximum(dual_bound(qp, duals), dual_bound(qp, duals, kappa0=k0))
@@ -251,14 +292,14 @@ def solve_first_order(qp: QCQP, *, steps: int = 3000, check_every: int = 50, tol
             best = torch.where(better, bound, best)
             for old, new in zip((best_duals.lam, best_duals.mu, best_duals.kappa), (duals.lam, duals.mu, duals.kappa)):
                 old[better.to(old.device)] = new[better.to(old.device)]
-            r_p = (X_new @ A.T - b).norm(dim=1) / (1 + b.norm())
-            r_d = (y @ A + S - C).norm(dim=1) / (1 + C.norm(dim=1))
-            primal = (C * X_new).sum(1)
+            r_p = (op.apply(Xv_new, Xt_new) - b).norm(dim=1) / (1 + b.norm())
+            r_d = ((Av + Sv - Cv).flatten(1).norm(dim=1) + (At + St).norm(dim=1)) / (1 + c_norm)
+            primal = (Cv * Xv_new).flatten(1).sum(1)
             gap = (primal - y @ b).abs() / (1 + primal.abs() + (y @ b).abs())
             if bool(((r_p < tol) & (r_d < tol) & (gap < tol)).all()):
                 break
             # balance the residuals (Boyd et al. 2011, section 3.4.1): 1 / rho weighs the dual residual
             rho = torch.where((r_d > 10 * r_p).unsqueeze(1), rho / 2, torch.where((r_p > 10 * r_d).unsqueeze(1),
                                                                                   rho * 2, rho))
-        X = X_new
+        Xv, Xt = Xv_new, Xt_new
     return best, best_duals
