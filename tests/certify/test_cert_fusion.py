@@ -91,11 +91,12 @@ def test_an_unbounded_modality_breaks_a_sum_of_logits_unless_it_has_a_domain():
     # the worst b over the box [-1, 1]^2: margin of a at the clean point, plus min of (w_y - w_j) . x_b + bias gap
     with torch.no_grad():
         za, zb0 = a(xs["a"]), b(torch.zeros(1, 2, dtype=torch.float64))
-    y = (za + b(xs["b"])).argmax(1)
+        y = (za + b(xs["b"])).argmax(1)
+    wb = b.weight.detach()
     want = []
     for i in range(8):
         want.append(min(float(za[i, y[i]] - za[i, j] + zb0[0, y[i]] - zb0[0, j]
-                              - (b.weight[y[i]] - b.weight[j]).abs().sum()) for j in range(3) if j != y[i]))
+                              - (wb[y[i]] - wb[j]).abs().sum()) for j in range(3) if j != y[i]))
     assert torch.allclose(boxed.margin, torch.tensor(want, dtype=torch.float64), atol=1e-10)
 
 
