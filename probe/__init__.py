@@ -5,7 +5,9 @@ from .criteria import Criterion, Misclassify, Shift, TargetClass, Threshold
 from .errors import ProbeError
 from .loading import load_model
 from .microscope import minimal_perturbation, robustness_curve
+from .modality_report import ModalityReport, modality_report
 from .models import wrap
+from .multimodal import FixedInputs, LateFusion, fix_inputs
 from .results import AttackResult, Attribution, Certificate, RobustnessCurve
 from .sensitivity import register_method as register_sensitivity_method
 from .sensitivity import sensitivity
@@ -22,6 +24,7 @@ __all__ = [
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
     "load_model",
     "worst_case_risk",
+    "fix_inputs", "FixedInputs", "LateFusion", "modality_report", "ModalityReport",
     "active", "attacks", "certify", "diagnose", "loading", "models", "surrogate", "testing", "train",
     "gsa",
 ]

@@ -9,12 +9,17 @@ bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smo
 from .base import BOUND_METHODS, BoundMethod, InputSet, bound_outputs, get_bound_method, register_bound_method
 from .conformance import check_bound_method
 from .crown import CROWN, AlphaCROWN
+from .fusion import FusionCertificate, certify_fusion, fusion_radius, softmax_gap_lower
 from .ibp import IBP
 from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
+from .quadratic import QuadraticNet, quadratic_bounds, quadratic_network_form, trust_region_max
 from .radius import certified_radius
+from .sdp import SDP, SDPBounds, sdp_bounds
 from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
 
 __all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_radius", "Smoothing",
            "SmoothingCertificate", "LipschitzBound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
            "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN",
-           "AlphaCROWN", "check_bound_method"]
+           "AlphaCROWN", "check_bound_method", "SDP", "SDPBounds", "sdp_bounds",
+           "quadratic_bounds", "quadratic_network_form", "QuadraticNet", "trust_region_max",
+           "certify_fusion", "fusion_radius", "FusionCertificate", "softmax_gap_lower"]

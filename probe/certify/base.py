@@ -191,10 +191,12 @@ def bound_outputs(model: torch.nn.Module, x: object, eps: object = None, *, norm
         Radius of the ball (one per input), or a per-feature half-width (a box).
     norm : {"linf", "l2", "l1"}, default "linf"
         Norm of the ball (ignored for a box).
-    method : {"crown", "ibp"} or BoundMethod, default "crown"
+    method : {"crown", "ibp", "sdp"} or BoundMethod, default "crown"
         ``"ibp"``: interval bound propagation (Gowal et al. 2018); ``"crown"``: backward linear
         relaxation (Zhang et al., "Efficient Neural Network Robustness Certification with
         General Activation Functions", NeurIPS 2018).
+        ``"sdp"``: the semidefinite relaxation SDP-cert (Raghunathan et al., NeurIPS 2018) for
+        chains of affine layers and ReLUs (:mod:`probe.certify.sdp`).
     lower, upper : torch.Tensor shaped like ``x``, optional
         A per-feature box instead of ``eps``.
     spec : torch.Tensor of shape (S, K) or (N, S, K), optional

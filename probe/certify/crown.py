@@ -212,6 +212,18 @@ class CROWN(BoundMethod):
         self.intermediate = intermediate
 
     def bounds(self, graph: Graph, inputs: InputSet, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        boxes, relax = self.intermediate_bounds(graph, inputs)
+        out = graph.output
+        A = spec.reshape(spec.shape[:2] + graph.nodes[out].shape)
+        s = spec.shape[1]
+        A2 = torch.cat([A, -A], 1)
+        both = self._final(graph, out, A2, relax, boxes, inputs)
+        # interval bounds (on CROWN's tightened boxes) are sound too: keep the better of the two
+        both = torch.maximum(both, backward_to_box(graph, out, A2, boxes, inputs))
+        return both[:, :s], -both[:, s:]
+
+    def intermediate_bounds(self, graph: Graph, inputs: InputSet) -> tuple[list, dict]:
+        """Boxes ``(lower, upper)`` of every node (tightened where they feed a relaxation) and the relaxations."""
         if self.intermediate not in ("crown", "ibp"):
             raise ProbeError(f"intermediate must be 'crown' or 'ibp', got {self.intermediate!r}")
         boxes = interval_bounds(graph, inputs)
@@ -223,14 +235,7 @@ class CROWN(BoundMethod):
                 relax[i] = relax_activation(node, l, u) if node.kind == "act" else _maxpool_relax(node, l, u)
             if i in need and self.intermediate == "crown" and graph.nodes[i].kind != "input":
                 boxes[i] = self._tighten(graph, i, boxes[i], need[i], relax, inputs)
-        out = graph.output
-        A = spec.reshape(spec.shape[:2] + graph.nodes[out].shape)
-        s = spec.shape[1]
-        A2 = torch.cat([A, -A], 1)
-        both = self._final(graph, out, A2, relax, boxes, inputs)
-        # interval bounds (on CROWN's tightened boxes) are sound too: keep the better of the two
-        both = torch.maximum(both, backward_to_box(graph, out, A2, boxes, inputs))
-        return both[:, :s], -both[:, s:]
+        return boxes, relax
 
     def _final(self, graph: Graph, out: int, A: torch.Tensor, relax: dict, boxes: list, inputs: InputSet
                ) -> torch.Tensor:

@@ -52,7 +52,7 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
     x : torch.Tensor, shape (N, ...)
         Inputs; never modified.
     norm : {"linf", "l2", "l1"}, default "linf"
-    method : {"crown", "ibp", "lipschitz", "smoothing"} or a registered bound method, default "crown"
+    method : {"crown", "ibp", "sdp", "lipschitz", "smoothing"} or a registered bound method, default "crown"
     labels : array-like of int, shape (N,), optional
         Classes to certify; default the model's predictions. Inputs whose clean prediction
         differs from the label get radius 0.
@@ -68,7 +68,8 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
     device : str or torch.device, optional
     **options
         Passed to the method: ``lipschitz`` (a float or LipschitzBound) or ``input_shape`` for
-        "lipschitz"; ``sigma``, ``n0``, ``n``, ``alpha`` for "smoothing"; ``intermediate`` for "crown".
+        "lipschitz"; ``sigma``, ``n0``, ``n``, ``alpha`` for "smoothing"; ``intermediate`` for "crown";
+        ``solver``, ``steps`` for "sdp" (:class:`probe.certify.SDP`).
 
     Returns
     -------
@@ -90,6 +91,8 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
         if not hasattr(bm, key):
             raise ProbeError(f"unknown option {key!r} for method {method!r}")
         setattr(bm, key, value)
+    if hasattr(bm, "sides") and not regression:
+        bm.sides = "lower"  # margins need only their lower bounds (an SDP per side)
     with model_hygiene(model, dev) as m:
         graph = build_graph(m, x)
         with torch.no_grad():

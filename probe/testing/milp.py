@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ProbeError
 
-__all__ = ["relu_network_layers", "exact_linf_margin"]
+__all__ = ["relu_network_layers", "exact_linf_margin", "exact_linf_minimum"]
 
 
 def relu_network_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -154,3 +154,66 @@ def exact_linf_margin(model: nn.Module, x: torch.Tensor, *, eps_max: float | tor
         out[i] = min(_solve(layers, x0, int(y), j, float(emax[i]), pre, time_limit)
                      for j in range(z.shape[1]) if j != y)
     return torch.as_tensor(out)
+
+
+def exact_linf_minimum(model: nn.Module, x0: torch.Tensor, eps: float, c: object, *, time_limit: float = 60.0
+                       ) -> float:
+    r"""Exact :math:`\min_{\lVert x - x_0\rVert_\infty \le \epsilon} c^\top f(x)` of a small ReLU network by MILP.
+
+    The same exact encoding of each unstable ReLU as :func:`exact_linf_margin` (big-M constants from
+    interval bounds on the box), solved by HiGHS.
+
+    Parameters
+    ----------
+    model : nn.Sequential of alternating Linear and ReLU layers
+    x0 : torch.Tensor, shape (d,) or (1, d)
+    eps : float
+    c : array-like, shape (K,)
+        Weights of the outputs.
+    """
+    layers = relu_network_layers(model)
+    x0 = x0.detach().double().cpu().reshape(-1).numpy()
+    c = np.asarray(torch.as_tensor(c, dtype=torch.float64).cpu()).reshape(-1)
+    d = x0.size
+    pre = _intervals(layers, x0 - eps, x0 + eps)
+    sizes = [W.shape[0] for W, _ in layers[:-1]]
+    n_var = d + 2 * sum(sizes)
+    lb, ub = np.full(n_var, -np.inf), np.full(n_var, np.inf)
+    lb[:d], ub[:d] = x0 - eps, x0 + eps
+    integrality = np.zeros(n_var)
+    rows, lo_c, hi_c = [], [], []
+    prev, offset = list(range(d)), d
+    for (W, b), (l, u), n_k in zip(layers[:-1], pre, sizes):
+        h, dl = list(range(offset, offset + n_k)), list(range(offset + n_k, offset + 2 * n_k))
+        offset += 2 * n_k
+        for k in range(n_k):
+            a = np.zeros(n_var)
+            a[prev] = -W[k]
+            lb[dl[k]], ub[dl[k]] = 0.0, 0.0
+            if u[k] <= 0:
+                lb[h[k]], ub[h[k]] = 0.0, 0.0
+                continue
+            row = a.copy()
+            row[h[k]] = 1.0
+            if l[k] >= 0:
+                lb[h[k]] = 0.0
+                rows.append(row), lo_c.append(b[k]), hi_c.append(b[k])            # h = W h_prev + b
+                continue
+            lb[h[k]], ub[h[k]], ub[dl[k]], integrality[dl[k]] = 0.0, u[k], 1.0, 1
+            rows.append(row), lo_c.append(b[k]), hi_c.append(np.inf)                # h >= a
+            r2 = row.copy()
+            r2[dl[k]] = -l[k]
+            rows.append(r2), lo_c.append(-np.inf), hi_c.append(b[k] - l[k])        # h <= a - l (1 - delta)
+            r3 = np.zeros(n_var)
+            r3[h[k]], r3[dl[k]] = 1.0, -u[k]
+            rows.append(r3), lo_c.append(-np.inf), hi_c.append(0.0)                 # h <= u delta
+        prev = h
+    W, b = layers[-1]
+    obj = np.zeros(n_var)
+    obj[prev] = c @ W
+    cons = [LinearConstraint(np.array(rows), lo_c, hi_c)] if rows else []
+    res = milp(obj, constraints=cons, integrality=integrality, bounds=Bounds(lb, ub),
+               options={"time_limit": time_limit, "mip_rel_gap": 1e-10})
+    if res.x is None or res.status != 0:
+        raise ProbeError(f"the MILP did not solve to optimality: {res.message}")
+    return float(res.fun + c @ b)
