@@ -11,6 +11,7 @@ from .counterfactuals import Counterfactuals, counterfactuals, stoned
 from .featurize import DEFAULT_DESCRIPTORS, Features, Featurizer, featurize
 from .freewilson import FreeWilson, free_wilson, substituent_scores
 from .io import MoleculeSet, as_molecules, from_frame, read_sdf
+from .mpnn import fit_mpnn, load_mpnn, mpnn_atom_weights, mpnn_predict
 from .shifts import DescriptorShifts, Drop, descriptor_sensitivity, descriptor_shifts
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Drop", "descriptor_shifts", "descriptor_sensitivity", "DescriptorShifts",
     "counterfactuals", "stoned", "Counterfactuals",
     "free_wilson", "substituent_scores", "FreeWilson",
+    "load_mpnn", "mpnn_predict", "mpnn_atom_weights", "fit_mpnn",
 ]

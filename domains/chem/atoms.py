@@ -162,6 +162,9 @@ class AtomMaps:
     method : str
     queries : int
         Rows sent through the model.
+    bond_weights : tuple of numpy.ndarray or None
+        One weight per bond (RDKit bond index), for models that read bonds (chemprop networks);
+        ``None`` for feature models.
     """
 
     weights: tuple
@@ -170,6 +173,7 @@ class AtomMaps:
     names: tuple
     method: str
     queries: int = 0
+    bond_weights: tuple | None = None
 
     @property
     def smiles(self) -> tuple:
