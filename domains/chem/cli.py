@@ -81,16 +81,15 @@ def _user_molecules(args):
     return as_molecules(items)
 
 
-def _atom_figure(rows: list, out: Path, name: str) -> str:
-    """Grid of similarity maps: one row per model, one column per molecule."""
+def _atom_figure(rows: list, out: Path, name: str, unit: str | None = None) -> str:
+    """Grid of similarity maps with colour scales: one row per model, one column per molecule."""
     import matplotlib.pyplot as plt
 
     ncol = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 3.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.9 * ncol, 3.6 * len(rows)), squeeze=False)
     for r, (label, maps) in enumerate(rows):
         for c in range(ncol):
-            maps.plot(c, ax=axes[r][c])
-            axes[r][c].set_title(f"{label}: {maps.names[c]}  f={maps.prediction[c]:.2f}", fontsize=8)
+            maps.plot(c, ax=axes[r][c], unit=unit, label=label)
     fig.tight_layout()
     path = out / name
     fig.savefig(path, dpi=110)
@@ -98,7 +97,7 @@ def _atom_figure(rows: list, out: Path, name: str) -> str:
     return path.name
 
 
-def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model") -> None:
+def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
 
@@ -108,7 +107,7 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
 
     crit = _criterion(args)
     maps = atom_weights(model, feats, idx)
-    summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png")
+    summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png", unit)
     maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
     summary["molecules"] = [{"name": maps.names[k], "smiles": feats.molecules.smiles[i],
                              "prediction": float(maps.prediction[k]),
@@ -116,7 +115,12 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                             for k, i in enumerate(idx)]
     ds = feats.featurizer.descriptor_slice()
     differentiable = isinstance(model, torch.nn.Module)
-    if ds is not None and differentiable:
+    if ds is None:
+        summary["descriptor_shifts"] = "skipped: the model reads no descriptors (fingerprint bits only)"
+    elif not differentiable:
+        summary["descriptor_shifts"] = (f"skipped: descriptor shifts need a differentiable torch model, and a "
+                                        f"{type(model).__name__} gives forward calls only")
+    else:
         bits = [n for n in feats.names if n.startswith("morgan_")]
         try:
             sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1)
@@ -135,7 +139,8 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
             summary["descriptor_shifts"] = {
                 maps.names[k]: {"success": bool(sh.success[k]), "distance_std": float(sh.distance[k]),
                                 "moves": {r.feature: round(float(r.change), 4)
-                                          for r in sh.for_molecule(k).head(5).itertuples()}}
+                                          for r in sh.for_molecule(k).head(5).itertuples()} if sh.success[k]
+                                else "none: no change within the bounds satisfies the criterion"}
                 for k in range(len(idx))}
     cfs = {}
     for k, i in enumerate(idx[:1] if args.quick else idx):
@@ -204,7 +209,7 @@ def _default(args, out: Path) -> dict:
                      "features": len(feats.names), "test_r2": float(r2),
                      "test_spearman": float(spearmanr(pred[test], y[test])[0])}
     idx = [int(i) for i in np.argsort(-y)[: args.top]]
-    _probe(model, feats, idx, args, out, summary, label="MLP")
+    _probe(model, feats, idx, args, out, summary, label="MLP", unit="pIC50")
 
     # a random forest on the fingerprint alone, mapped with forward calls only, next to the network
     fp = featurize(df.set_index("name")["smiles"], kind="morgan", n_bits=n_bits)
@@ -212,7 +217,8 @@ def _default(args, out: Path) -> dict:
     rf.fit(fp.X[tr].numpy(), y[tr])
     mlp_maps = atom_weights(model, feats, idx)
     rf_maps = atom_weights(rf, fp, idx)
-    summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png")
+    summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png",
+                                                  "pIC50")
     summary["mlp_rf_atom_spearman"] = [float(spearmanr(a, b)[0]) for a, b in zip(mlp_maps.weights, rf_maps.weights)]
     summary["rdkit_similarity_map_max_abs_diff"] = _rdkit_check(rf, fp, idx[0], rf_maps.weights[0])
 

@@ -32,7 +32,7 @@ from probe.errors import ProbeError
 
 from ._model import as_predictor
 from .featurize import Featurizer
-from .filters import MoleculeFilters
+from .filters import DEFAULT_FILTERS, MoleculeFilters
 from .io import as_molecules, quiet_rdkit
 
 __all__ = ["Counterfactuals", "counterfactuals", "stoned"]
@@ -177,9 +177,9 @@ class Counterfactuals:
 
 def counterfactuals(model: object, molecule: object, criterion: Criterion, *, featurizer: Featurizer | None = None,
                     n_samples: int = 2000, max_mutations: int = 3, top: int = 8, seed: int = 0,
-                    alphabet: list[str] | None = None, filters: MoleculeFilters | None = MoleculeFilters(),
+                    alphabet: list[str] | None = None, filters: MoleculeFilters | None = DEFAULT_FILTERS,
                     batch_size: int | None = 4096, device: str | torch.device | None = None) -> Counterfactuals:
-    """Nearest valid molecules (STONED SELFIES edits) that pass the filters and whose prediction satisfies ``criterion``.
+    """Nearest molecules (STONED SELFIES edits) that pass the filters and whose prediction satisfies ``criterion``.
 
     Parameters
     ----------
@@ -199,7 +199,7 @@ def counterfactuals(model: object, molecule: object, criterion: Criterion, *, fe
     top : int, default 8
         Counterfactuals kept (most similar first).
     seed : int, default 0
-    filters : MoleculeFilters or None, default ``MoleculeFilters()``
+    filters : MoleculeFilters or None, default ``DEFAULT_FILTERS`` (``MoleculeFilters()``)
         Applied before scoring (so removed candidates cost no model call); ``None`` keeps every
         sanitisable candidate.
 

@@ -35,7 +35,7 @@ from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from probe.errors import ProbeError
 
-__all__ = ["FILTER_NAMES", "MoleculeFilters", "sa_score", "structural_alerts", "strained"]
+__all__ = ["DEFAULT_FILTERS", "FILTER_NAMES", "MoleculeFilters", "sa_score", "structural_alerts", "strained"]
 
 FILTER_NAMES = ("valid", "similarity", "sa_score", "qed", "alerts", "strain")
 _ORGANIC = {1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53}
@@ -198,3 +198,7 @@ class MoleculeFilters:
                 removed[why] += 1
                 cols["removed_by"][i] = why
         return keep, removed, pd.DataFrame(cols)
+
+
+#: The filters :func:`domains.chem.counterfactuals` applies unless told otherwise.
+DEFAULT_FILTERS = MoleculeFilters()
