@@ -1,6 +1,8 @@
 """Structural counterfactuals: the nearest real molecules whose prediction crosses a criterion.
 
-Candidates come from STONED (Nigam et al., "Beyond generative models: superfast traversal,
+Candidates come from single and double graph edits (:func:`domains.chem.edits.graph_edits`:
+change an element, add or remove an atom, change a bond order; the MolDQN action space) or from
+STONED (Nigam et al., "Beyond generative models: superfast traversal,
 optimization, novelty, exploration and discovery (STONED) algorithm for molecules using
 SELFIES", Chem. Sci. 12, 7079 (2021)): random SMILES of the input are written as SELFIES
 (Krenn et al., Mach. Learn.: Sci. Technol. 1, 045024 (2020)), in which every token string
@@ -177,7 +179,8 @@ class Counterfactuals:
 
 def counterfactuals(model: object, molecule: object, criterion: Criterion, *, featurizer: Featurizer | None = None,
                     n_samples: int = 2000, max_mutations: int = 3, top: int = 8, seed: int = 0,
-                    alphabet: list[str] | None = None, filters: MoleculeFilters | None = DEFAULT_FILTERS,
+                    alphabet: list[str] | None = None, generator: str = "edits",
+                    filters: MoleculeFilters | None = DEFAULT_FILTERS,
                     batch_size: int | None = 4096, device: str | torch.device | None = None) -> Counterfactuals:
     """Nearest molecules (STONED SELFIES edits) that pass the filters and whose prediction satisfies ``criterion``.
 
@@ -194,11 +197,17 @@ def counterfactuals(model: object, molecule: object, criterion: Criterion, *, fe
     featurizer : Featurizer, optional
         The one the model was trained with (``features.featurizer``); required except for chemprop networks.
     n_samples : int, default 2000
-        Mutated strings drawn; candidates are the distinct valid molecules among them.
+        ``"edits"``: most candidates (all single edits, then random double edits); ``"stoned"``:
+        mutated strings drawn (candidates are the distinct valid molecules among them).
     max_mutations : int, default 3
+        Most SELFIES mutations (``"stoned"``) or graph edits (``"edits"``, at most 2) per candidate.
     top : int, default 8
         Counterfactuals kept (most similar first).
     seed : int, default 0
+    alphabet : list of str, optional
+        SELFIES tokens of ``"stoned"``.
+    generator : {"edits", "stoned"}, default "edits"
+        How candidates are proposed.
     filters : MoleculeFilters or None, default ``DEFAULT_FILTERS`` (``MoleculeFilters()``)
         Applied before scoring (so removed candidates cost no model call); ``None`` keeps every
         sanitisable candidate.
@@ -220,7 +229,14 @@ def counterfactuals(model: object, molecule: object, criterion: Criterion, *, fe
     if len(ms) != 1:
         raise ProbeError(f"counterfactuals explain one molecule at a time, got {len(ms)}")
     smiles = ms.smiles[0]
-    cands = stoned(smiles, n_samples, max_mutations=max_mutations, alphabet=alphabet, seed=seed)
+    if generator == "edits":
+        from .edits import graph_edits
+
+        cands = graph_edits(smiles, n_samples, max_edits=min(int(max_mutations), 2), seed=seed)
+    elif generator == "stoned":
+        cands = stoned(smiles, n_samples, max_mutations=max_mutations, alphabet=alphabet, seed=seed)
+    else:
+        raise ProbeError(f"generator must be 'edits' or 'stoned', got {generator!r}")
     if graph_model:
         rows = [0]
 

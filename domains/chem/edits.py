@@ -10,8 +10,8 @@ steps on the heavy-atom graph:
 - raise or lower the order of one non-aromatic bond by one (single <-> double <-> triple).
 
 Every product is sanitised by RDKit; those that fail are dropped. All single edits are
-enumerated; second edits are drawn at random from the single edits of random first products
-until ``n`` products or the budget of draws is spent.
+enumerated; a second edit is drawn at random (uniformly over the edits of a random first product)
+until ``n`` products or ``4 n`` draws are spent.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ _AROMATIC_OK = {6, 7, 8, 16}
 _BONDS = (Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
 
 
-def _sanitized(rw: Chem.RWMol) -> str | None:
+def _sanitized(rw: Chem.RWMol, touched: tuple) -> str | None:
     m = rw.GetMol()
-    for a in m.GetAtoms():
-        a.SetNoImplicit(False)
-        a.SetNumExplicitHs(0)
+    for i in touched:
+        if i < m.GetNumAtoms():
+            a = m.GetAtomWithIdx(i)
+            a.SetNoImplicit(False)
+            a.SetNumExplicitHs(0)
     try:
         Chem.SanitizeMol(m)
     except Exception:
@@ -44,41 +46,57 @@ def _sanitized(rw: Chem.RWMol) -> str | None:
     return smi if smi and "." not in smi and Chem.MolFromSmiles(smi) is not None else None
 
 
+def _kekulized(mol: Chem.Mol) -> Chem.Mol:
+    base = Chem.Mol(mol)
+    Chem.Kekulize(base, clearAromaticFlags=False)
+    return base
+
+
+def _actions(base: Chem.Mol, nums: list[int]) -> list[tuple]:
+    """Every single edit of ``base`` as a small tuple (nothing is built yet)."""
+    out: list[tuple] = []
+    for atom in base.GetAtoms():
+        i = atom.GetIdx()
+        out += [("element", i, z) for z in nums
+                if z != atom.GetAtomicNum() and not (atom.GetIsAromatic() and z not in _AROMATIC_OK)]
+        if atom.GetTotalNumHs() > 0:
+            out += [("add", i, z) for z in nums]
+        if atom.GetDegree() == 1 and base.GetNumAtoms() > 1:
+            out.append(("remove", i, 0))
+    for bond in base.GetBonds():
+        if bond.GetIsAromatic() or bond.GetBondType() not in _BONDS:
+            continue
+        k = _BONDS.index(bond.GetBondType())
+        out += [("bond", bond.GetIdx(), k + step) for step in (-1, 1) if 0 <= k + step < len(_BONDS)]
+    return out
+
+
+def _apply(base: Chem.Mol, action: tuple) -> str | None:
+    kind, i, v = action
+    rw = Chem.RWMol(base)
+    if kind == "element":
+        rw.GetAtomWithIdx(i).SetAtomicNum(v)
+        touched = (i,) + tuple(n.GetIdx() for n in base.GetAtomWithIdx(i).GetNeighbors())
+    elif kind == "add":
+        j = rw.AddAtom(Chem.Atom(v))
+        rw.AddBond(i, j, Chem.BondType.SINGLE)
+        touched = (i, j)
+    elif kind == "remove":
+        nbr = base.GetAtomWithIdx(i).GetNeighbors()[0].GetIdx()
+        rw.RemoveAtom(i)
+        touched = (nbr - (nbr > i),)
+    else:
+        bond = rw.GetBondWithIdx(i)
+        bond.SetBondType(_BONDS[v])
+        touched = (bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
+    return _sanitized(rw, touched)
+
+
 def single_edits(mol: Chem.Mol, elements: tuple = ("C", "N", "O", "S", "F", "Cl")) -> set[str]:
     """Canonical SMILES of every valid molecule one edit from ``mol`` (see the module docstring)."""
     nums = [Chem.GetPeriodicTable().GetAtomicNumber(e) for e in elements]
-    base = Chem.Mol(mol)
-    Chem.Kekulize(base, clearAromaticFlags=False)
-    out: set[str] = set()
-    for atom in base.GetAtoms():
-        i = atom.GetIdx()
-        for z in nums:
-            if z == atom.GetAtomicNum() or (atom.GetIsAromatic() and z not in _AROMATIC_OK):
-                continue
-            rw = Chem.RWMol(base)
-            rw.GetAtomWithIdx(i).SetAtomicNum(z)
-            out.add(_sanitized(rw))
-        if atom.GetTotalNumHs() > 0:
-            for z in nums:
-                rw = Chem.RWMol(base)
-                j = rw.AddAtom(Chem.Atom(z))
-                rw.AddBond(i, j, Chem.BondType.SINGLE)
-                out.add(_sanitized(rw))
-        if atom.GetDegree() == 1 and base.GetNumAtoms() > 1:
-            rw = Chem.RWMol(base)
-            rw.RemoveAtom(i)
-            out.add(_sanitized(rw))
-    for bond in base.GetBonds():
-        if bond.GetIsAromatic():
-            continue
-        k = _BONDS.index(bond.GetBondType()) if bond.GetBondType() in _BONDS else None
-        if k is None:
-            continue
-        for step in (-1, 1):
-            if 0 <= k + step < len(_BONDS):
-                rw = Chem.RWMol(base)
-                rw.GetBondWithIdx(bond.GetIdx()).SetBondType(_BONDS[k + step])
-                out.add(_sanitized(rw))
+    base = _kekulized(mol)
+    out = {_apply(base, a) for a in _actions(base, nums)}
     out.discard(None)
     out.discard(Chem.MolToSmiles(mol))
     return out
@@ -118,15 +136,18 @@ def graph_edits(smiles: str, n: int = 1000, *, max_edits: int = 2, elements: tup
             first = sorted(rng.sample(first, n))
         seen = {s: 1 for s in first}
         if max_edits == 2 and first:
-            children: dict[str, list[str]] = {}
+            nums = [Chem.GetPeriodicTable().GetAtomicNumber(e) for e in elements]
+            parents: dict[str, tuple] = {}
             for _ in range(4 * n):
                 if len(seen) >= n:
                     break
                 parent = rng.choice(first)
-                if parent not in children:
-                    children[parent] = sorted(single_edits(Chem.MolFromSmiles(parent), elements))
-                if children[parent]:
-                    s = rng.choice(children[parent])
-                    if s != canon and s not in seen:
+                if parent not in parents:
+                    base = _kekulized(Chem.MolFromSmiles(parent))
+                    parents[parent] = (base, _actions(base, nums))
+                base, actions = parents[parent]
+                if actions:
+                    s = _apply(base, rng.choice(actions))
+                    if s is not None and s != canon and s not in seen:
                         seen[s] = 2
     return pd.DataFrame({"smiles": list(seen), "mutations": list(seen.values())})

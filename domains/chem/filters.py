@@ -1,7 +1,7 @@
 """Filters a chemist applies to proposed molecules before looking at them.
 
 Each filter maps a molecule to ``True`` (keep) or ``False`` (remove); :class:`MoleculeFilters`
-applies them in a fixed order and counts what each one removed:
+applies them in a fixed order, cheapest first, and counts what each one removed:
 
 - ``valid``: RDKit sanitises the molecule, which is neutral, has no radicals and only organic-subset
   elements (H, B, C, N, O, F, Si, P, S, Cl, Br, I).
@@ -10,11 +10,13 @@ applies them in a fixed order and counts what each one removed:
 - ``qed``: quantitative estimate of drug-likeness at least ``min_qed`` (Bickerton et al., Nat. Chem.
   4, 90 (2012); ``rdkit.Chem.QED``).
 - ``alerts``: no PAINS (Baell & Holloway, J. Med. Chem. 53, 2719 (2010)) or Brenk (Brenk et al.,
-  ChemMedChem 3, 435 (2008)) substructure alert (RDKit ``FilterCatalog``).
-- ``strain``: no strained or unstable motif: a three- or four-membered ring with an endocyclic double
-  bond (azirines, cyclopropenes, cyclobutenes), an atom shared by two such small rings, a cumulene
-  (``X=C=X`` other than CO2-like heterocumulenes ``O=C=N``/``N=C=S``), or a chain of heteroatoms
-  ``N-O-N``, ``O-O``, ``N-N-N``.
+  ChemMedChem 3, 435 (2008)) substructure alert (RDKit ``FilterCatalog``) that the reference molecule
+  does not carry itself (an edit is judged by what it introduces: an alkyl halide's neighbours keep
+  their halide).
+- ``strain``: no strained or unstable motif, unless the reference has one too: a three- or
+  four-membered ring with an endocyclic double bond (azirines, cyclopropenes, cyclobutenes), an atom
+  shared by two small rings, a cumulene (``X=C=X`` other than the heterocumulenes ``O=C=N``,
+  ``N=C=S``), or a chain of heteroatoms ``N-O-N``, ``O-O``, ``N-N-N``.
 - ``similarity``: Tanimoto similarity of Morgan fingerprints (radius 2, 2048 bits) to the reference
   molecule at least ``min_similarity``.
 """
@@ -37,7 +39,7 @@ from probe.errors import ProbeError
 
 __all__ = ["DEFAULT_FILTERS", "FILTER_NAMES", "MoleculeFilters", "sa_score", "structural_alerts", "strained"]
 
-FILTER_NAMES = ("valid", "similarity", "sa_score", "qed", "alerts", "strain")
+FILTER_NAMES = ("valid", "similarity", "strain", "sa_score", "qed", "alerts")
 _ORGANIC = {1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53}
 _UNSTABLE = tuple(Chem.MolFromSmarts(s) for s in (
     "[*]=[#6]=[*]",  # cumulenes and ketenes (heterocumulenes O=C=N, N=C=S excluded below)
@@ -164,6 +166,8 @@ class MoleculeFilters:
         """
         gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
         fp0 = gen.GetFingerprint(reference)
+        ref_alerts = set(structural_alerts(reference))
+        ref_strained = strained(reference)
         n = len(mols)
         keep = np.ones(n, dtype=bool)
         removed = {name: 0 for name in self._active()}
@@ -186,10 +190,10 @@ class MoleculeFilters:
                 elif name == "alerts":
                     hits = structural_alerts(m)
                     cols["alerts"][i] = ";".join(hits)
-                    ok = not hits
+                    ok = set(hits) <= ref_alerts
                 else:
                     cols["strained"][i] = strained(m)
-                    ok = not cols["strained"][i]
+                    ok = ref_strained or not cols["strained"][i]
                 if not ok:
                     why = name
                     break

@@ -143,3 +143,29 @@ def test_bad_arguments(logp_mpnn):
         mpnn_atom_weights(logp_mpnn, SMALL, method="integrated_gradients", steps=0)
     with pytest.raises(ProbeError, match="3 targets for 2 molecules"):
         fit_mpnn(["CCO", "CCC"], [1.0, 2.0, 3.0])
+
+
+def test_counterfactuals_of_a_chemprop_network_pass_the_filters(logp_mpnn):
+    """Graph-edit counterfactuals: every one passes the filters, is similar, and crosses per the network."""
+    from domains.chem.counterfactuals import counterfactuals
+    from domains.chem.filters import MoleculeFilters
+    from domains.chem.mpnn import mpnn_predict
+    from domains.chem.shifts import Drop
+
+    smi = "CCOC(=O)c1ccc(O)cc1"
+    cf = counterfactuals(logp_mpnn, smi, Drop(0.5), n_samples=300, top=5)
+    assert len(cf) > 0 and cf.crossed >= len(cf)
+    ref = Chem.MolFromSmiles(smi)
+    keep, _, scores = MoleculeFilters().apply([Chem.MolFromSmiles(s) for s in cf.table.smiles], ref)
+    assert keep.all() and (scores.similarity >= 0.4).all()
+    np.testing.assert_allclose(cf.table.similarity, scores.similarity, atol=1e-12)
+    y = mpnn_predict(logp_mpnn, list(cf.table.smiles))[:, 0]
+    np.testing.assert_allclose(y, cf.table.prediction, atol=1e-5)
+    assert (y <= cf.prediction - 0.5 + 1e-5).all()
+    # removed candidates cost no model call: rows = the input + the candidates that survived the filters
+    assert set(cf.removed) == {"valid", "similarity", "sa_score", "qed", "alerts", "strain"}
+    assert cf.queries == 1 + cf.candidates - sum(cf.removed.values())
+    loose = counterfactuals(logp_mpnn, smi, Drop(0.5), n_samples=300, top=5, filters=None)
+    assert loose.crossed >= cf.crossed and loose.removed == {}
+    with pytest.raises(ProbeError, match="generator"):
+        counterfactuals(logp_mpnn, smi, Drop(0.5), generator="random")
