@@ -139,7 +139,7 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
         bits = [n for n in feats.names if n.startswith("morgan_")]
         try:
             sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1, pool="edits",
-                                   pool_size=60 if args.quick else 300)
+                                   pool_size=30 if args.quick else 300)
         except ProbeError as err:
             summary["descriptor_shifts"] = f"not computed: {err}"
         else:
@@ -238,7 +238,7 @@ def _default(args, out: Path) -> dict:
     df = datasets.sulfonamides()
     n_bits = 256 if args.quick else 2048
     if args.quick:
-        args.samples = min(args.samples, 300)
+        args.samples = min(args.samples, 150)
     feats = featurize(df.set_index("name")["smiles"], kind=("morgan", "descriptors"), n_bits=n_bits)
     y = df["pIC50"].to_numpy()
     rng = np.random.default_rng(0)
@@ -290,6 +290,8 @@ def _run(args: argparse.Namespace) -> dict:
     from .featurize import Featurizer
 
     mols = _user_molecules(args)
+    if args.quick:
+        args.samples = min(args.samples, 150)
     if _is_chemprop_file(args.model):
         from .mpnn import load_mpnn
 
