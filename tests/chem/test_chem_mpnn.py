@@ -1,5 +1,7 @@
 """chemprop networks: loading, prediction, atom and bond attributions (ground truth first)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +194,25 @@ def test_cli_probes_a_chemprop_model_file(logp_mpnn, tmp_path, monkeypatch):
     assert (out / "atom_maps.png").exists() and (out / "atom_weights.csv").exists()
     first = next(iter(s["counterfactuals"].values()))
     assert set(first["removed_by_filters"]) >= {"valid", "similarity", "alerts"}
+
+
+def test_load_a_lightning_checkpoint(tmp_path):
+    """A checkpoint written by a Lightning Trainer, as chemprop's own training writes them."""
+    import lightning.pytorch as pl
+    from chemprop import data, models, nn
+
+    from domains.chem.mpnn import load_mpnn, mpnn_predict
+
+    points = [data.MoleculeDatapoint.from_smi(s, [Crippen.MolLogP(Chem.MolFromSmiles(s))]) for s in SMALL]
+    loader = data.build_dataloader(data.MoleculeDataset(points), batch_size=4, num_workers=0, seed=0)
+    net = models.MPNN(nn.BondMessagePassing(d_h=16), nn.MeanAggregation(), nn.RegressionFFN(input_dim=16,
+                                                                                             hidden_dim=16))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's notes on the missing validation loader and workers
+        trainer.fit(net, loader)
+    path = tmp_path / "best.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = load_mpnn(path)
+    np.testing.assert_allclose(mpnn_predict(loaded, SMALL), mpnn_predict(net.eval(), SMALL), atol=1e-6)
