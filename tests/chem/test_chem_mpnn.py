@@ -176,9 +176,9 @@ def test_counterfactuals_of_a_chemprop_network_pass_the_filters(logp_mpnn):
 def test_cli_probes_a_chemprop_model_file(logp_mpnn, tmp_path, monkeypatch):
     import json
 
-    import probe.cli
     from chemprop.models import save_model
 
+    import probe.cli
     from domains.chem.cli import COMMAND
 
     found = probe.cli.discover
@@ -186,8 +186,8 @@ def test_cli_probes_a_chemprop_model_file(logp_mpnn, tmp_path, monkeypatch):
     path = tmp_path / "logp.pt"
     save_model(path, logp_mpnn)
     out = tmp_path / "report"
-    assert probe.cli.main(["chem", "--quick", "--out", str(out), "--model", str(path), "--smiles", "CCOC(=O)c1ccc(O)cc1",
-                           "Clc1ccccc1", "--delta", "0.5", "--samples", "150"]) == 0
+    assert probe.cli.main(["chem", "--quick", "--out", str(out), "--model", str(path), "--smiles",
+                           "CCOC(=O)c1ccc(O)cc1", "Clc1ccccc1", "--delta", "0.5", "--samples", "150"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["kind"] == "chemprop MPNN" and len(s["molecules"]) == 2
     assert s["descriptor_shifts"].startswith("skipped: a chemprop network reads molecular graphs")
