@@ -52,8 +52,10 @@ def _chemprop():
 
 
 def is_mpnn(model: object) -> bool:
-    """Whether ``model`` is a chemprop ``MPNN`` (without importing chemprop when it is not installed)."""
-    if type(model).__module__.split(".")[0] != "chemprop":
+    """Whether ``model`` is a chemprop ``MPNN`` (or a subclass); never imports chemprop itself."""
+    import sys
+
+    if "chemprop" not in sys.modules:  # then nothing can be an instance of its classes
         return False
     from chemprop.models import MPNN
 
