@@ -158,13 +158,18 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                                           for r in sh.for_molecule(k).head(5).itertuples()} if sh.success[k]
                                 else "none: no change within the bounds satisfies the criterion",
                                 "inconsistent": sh.violations[k],
-                                "nearest_real": sh.neighbours.iloc[k][["neighbour", "neighbour_distance_std",
-                                                                       "neighbour_prediction", "neighbour_success",
-                                                                       "crossing", "crossing_prediction"]].to_dict()}
+                                "nearest_real": _finite(sh.neighbours.iloc[k][[
+                                    "neighbour", "neighbour_distance_std", "neighbour_prediction",
+                                    "neighbour_success", "crossing", "crossing_prediction"]].to_dict())}
                 for k in range(len(idx))}
             sh.neighbours.to_csv(out / "descriptor_shift_neighbours.csv", index=False)
     summary["counterfactuals"] = _counterfactuals(model, feats.molecules, idx, maps.names, args, out, crit,
                                                   feats.featurizer)
+
+
+def _finite(d: dict) -> dict:
+    """NaN and inf (nothing found) as null, so that summary.json stays strict JSON."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
 
 def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer) -> dict:
