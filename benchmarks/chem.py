@@ -112,8 +112,9 @@ def bench_counterfactuals(args, feats, mlp, dev):
             return mlp(X)[:, 0].cpu().numpy().tolist()
 
     t0 = time.perf_counter()
+    # STONED without filters, as exmol's preset samples (benchmarks/chem_mpnn.py compares the filtered search)
     cf = counterfactuals(mlp, smiles, Drop(1.0), featurizer=fz, n_samples=args.samples, max_mutations=2,
-                         top=args.samples, device=dev)
+                         top=args.samples, device=dev, generator="stoned", filters=None)
     t_ours = time.perf_counter() - t0
     try:
         import exmol

@@ -8,10 +8,13 @@ ground truth and real data that ships inside installed packages.
 
 from .atoms import AtomMaps, atom_contributions, atom_incidence, atom_weights, project_to_atoms
 from .counterfactuals import Counterfactuals, counterfactuals, stoned
+from .edits import graph_edits
 from .featurize import DEFAULT_DESCRIPTORS, Features, Featurizer, featurize
+from .filters import MoleculeFilters
 from .freewilson import FreeWilson, free_wilson, substituent_scores
 from .gsa import descriptor_model, descriptor_problem, descriptor_shapley, descriptor_sobol
 from .io import MoleculeSet, as_molecules, from_frame, read_sdf
+from .mpnn import fit_mpnn, load_mpnn, mpnn_atom_weights, mpnn_predict
 from .shifts import DescriptorShifts, Drop, descriptor_sensitivity, descriptor_shifts
 
 __all__ = [
@@ -22,4 +25,6 @@ __all__ = [
     "counterfactuals", "stoned", "Counterfactuals",
     "free_wilson", "substituent_scores", "FreeWilson",
     "descriptor_problem", "descriptor_model", "descriptor_sobol", "descriptor_shapley",
+    "load_mpnn", "mpnn_predict", "mpnn_atom_weights", "fit_mpnn",
+    "MoleculeFilters", "graph_edits",
 ]

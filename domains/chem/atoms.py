@@ -162,6 +162,9 @@ class AtomMaps:
     method : str
     queries : int
         Rows sent through the model.
+    bond_weights : tuple of numpy.ndarray or None
+        One weight per bond (RDKit bond index), for models that read bonds (chemprop networks);
+        ``None`` for feature models.
     """
 
     weights: tuple
@@ -170,6 +173,7 @@ class AtomMaps:
     names: tuple
     method: str
     queries: int = 0
+    bond_weights: tuple | None = None
 
     @property
     def smiles(self) -> tuple:
@@ -186,12 +190,19 @@ class AtomMaps:
                 rows.append((m, name, a, mol.GetAtomWithIdx(a).GetSymbol(), float(v)))
         return pd.DataFrame(rows, columns=["molecule", "name", "atom", "element", "weight"]).assign(method=self.method)
 
-    def plot(self, index: int = 0, ax: object = None, size: int = 350) -> object:
-        """Draw molecule ``index`` with its weights as a similarity map (red raises, blue lowers the output)."""
+    def plot(self, index: int = 0, ax: object = None, size: int = 350, unit: str | None = None,
+             label: str | None = None) -> object:
+        """Draw molecule ``index`` with its weights as a similarity map (red raises, blue lowers the output).
+
+        ``unit`` names the output's unit (e.g. ``"pIC50"``) on the title and the colour bar;
+        ``label`` (e.g. the model's name) goes before the molecule's name.
+        """
         from .plots import draw_atom_weights
 
-        return draw_atom_weights(self.mols[index], self.weights[index], ax=ax, size=size,
-                                 title=f"{self.names[index]}  f={self.prediction[index]:.2f}")
+        name = self.names[index] if label is None else f"{label}: {self.names[index]}"
+        pred = f"prediction {self.prediction[index]:.2f}" + (f" {unit}" if unit else "")
+        return draw_atom_weights(self.mols[index], self.weights[index], ax=ax, size=size, unit=unit,
+                                 title=f"{name}\n{pred}")
 
 
 def _select(features: Features, index: object) -> list[int]:

@@ -4,7 +4,9 @@ With no arguments: trains a fingerprint + descriptor model on RDKit's sulfonamid
 (pIC50) and writes atom maps of the most potent compounds (side by side with a random
 forest's), the descriptor shifts that cost a tenfold loss of potency, a counterfactual
 grid, the Free-Wilson check and ``summary.json``. With ``--model`` and
-``--smiles``/``--sdf`` it probes the user's own model.
+``--smiles``/``--sdf`` it probes the user's own model: a feature model saved with
+:func:`save_model`, or a chemprop network (a ``.ckpt`` checkpoint or a ``.pt`` model file), whose
+atom maps are integrated gradients on its graph inputs.
 """
 
 from __future__ import annotations
@@ -49,8 +51,22 @@ def load_model(path: str | Path) -> tuple[object, object | None]:
     return obj, None
 
 
+def _is_chemprop_file(path: Path) -> bool:
+    """A Lightning checkpoint or a chemprop model file (``chemprop.models.save_model``)."""
+    if not path.exists():
+        return False
+    if path.suffix == ".ckpt":
+        return True
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return False
+    return isinstance(obj, dict) and {"hyper_parameters", "state_dict"} <= set(obj)
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, help="model file (from domains.chem.cli.save_model, torch.save or pickle)")
+    p.add_argument("--model", type=Path, help="model file (from domains.chem.cli.save_model, torch.save or pickle), "
+                   "or a chemprop network (.ckpt checkpoint or .pt model file)")
     p.add_argument("--smiles", nargs="*", help="SMILES to probe (or a .smi/.txt file, one per line)")
     p.add_argument("--sdf", type=Path, help="SDF file of molecules to probe")
     p.add_argument("--kind", default="morgan", help="features a bare --model expects: morgan (default), "
@@ -81,16 +97,15 @@ def _user_molecules(args):
     return as_molecules(items)
 
 
-def _atom_figure(rows: list, out: Path, name: str) -> str:
-    """Grid of similarity maps: one row per model, one column per molecule."""
+def _atom_figure(rows: list, out: Path, name: str, unit: str | None = None) -> str:
+    """Grid of similarity maps with colour scales: one row per model, one column per molecule."""
     import matplotlib.pyplot as plt
 
     ncol = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.2 * ncol, 3.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.9 * ncol, 3.6 * len(rows)), squeeze=False)
     for r, (label, maps) in enumerate(rows):
         for c in range(ncol):
-            maps.plot(c, ax=axes[r][c])
-            axes[r][c].set_title(f"{label}: {maps.names[c]}  f={maps.prediction[c]:.2f}", fontsize=8)
+            maps.plot(c, ax=axes[r][c], unit=unit, label=label)
     fig.tight_layout()
     path = out / name
     fig.savefig(path, dpi=110)
@@ -98,17 +113,16 @@ def _atom_figure(rows: list, out: Path, name: str) -> str:
     return path.name
 
 
-def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model") -> None:
+def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
 
     from .atoms import atom_weights
-    from .counterfactuals import counterfactuals
     from .shifts import descriptor_shifts
 
     crit = _criterion(args)
     maps = atom_weights(model, feats, idx)
-    summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png")
+    summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png", unit)
     maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
     summary["molecules"] = [{"name": maps.names[k], "smiles": feats.molecules.smiles[i],
                              "prediction": float(maps.prediction[k]),
@@ -116,10 +130,16 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                             for k, i in enumerate(idx)]
     ds = feats.featurizer.descriptor_slice()
     differentiable = isinstance(model, torch.nn.Module)
-    if ds is not None and differentiable:
+    if ds is None:
+        summary["descriptor_shifts"] = "skipped: the model reads no descriptors (fingerprint bits only)"
+    elif not differentiable:
+        summary["descriptor_shifts"] = (f"skipped: descriptor shifts need a differentiable torch model, and a "
+                                        f"{type(model).__name__} gives forward calls only")
+    else:
         bits = [n for n in feats.names if n.startswith("morgan_")]
         try:
-            sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1)
+            sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1, pool="edits",
+                                   pool_size=30 if args.quick else 300)
         except ProbeError as err:
             summary["descriptor_shifts"] = f"not computed: {err}"
         else:
@@ -135,23 +155,57 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
             summary["descriptor_shifts"] = {
                 maps.names[k]: {"success": bool(sh.success[k]), "distance_std": float(sh.distance[k]),
                                 "moves": {r.feature: round(float(r.change), 4)
-                                          for r in sh.for_molecule(k).head(5).itertuples()}}
+                                          for r in sh.for_molecule(k).head(5).itertuples()} if sh.success[k]
+                                else "none: no change within the bounds satisfies the criterion",
+                                "inconsistent": sh.violations[k],
+                                "nearest_real": _finite(sh.neighbours.iloc[k][[
+                                    "neighbour", "neighbour_distance_std", "neighbour_prediction",
+                                    "neighbour_success", "crossing", "crossing_prediction"]].to_dict())}
                 for k in range(len(idx))}
-    cfs = {}
+            sh.neighbours.to_csv(out / "descriptor_shift_neighbours.csv", index=False)
+    summary["counterfactuals"] = _counterfactuals(model, feats.molecules, idx, maps.names, args, out, crit,
+                                                  feats.featurizer)
+
+
+def _finite(d: dict) -> dict:
+    """NaN and inf (nothing found) as null, so that summary.json stays strict JSON."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
+
+
+def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer) -> dict:
+    from .counterfactuals import counterfactuals
+
+    cfs: dict = {}
     for k, i in enumerate(idx[:1] if args.quick else idx):
         try:
-            cf = counterfactuals(model, feats.molecules.mols[i], crit, featurizer=feats.featurizer,
-                                 n_samples=args.samples, top=8)
+            cf = counterfactuals(model, mols.mols[i], crit, featurizer=featurizer, n_samples=args.samples, top=8)
         except ProbeError as err:
-            cfs[maps.names[k]] = f"not searched: {err}"
+            cfs[names[k]] = f"not searched: {err}"
             continue
         cf.table.to_csv(out / f"counterfactuals_{k}.csv", index=False)
         if len(cf):
             cf.grid(top=8).save(out / f"counterfactuals_{k}.png")
-        cfs[maps.names[k]] = {"candidates": cf.candidates, "found": len(cf),
-                              "best": cf.table.iloc[0][["smiles", "similarity", "prediction"]].to_dict() if len(cf)
-                              else None}
-    summary["counterfactuals"] = cfs
+        cfs[names[k]] = {"candidates": cf.candidates, "removed_by_filters": cf.removed, "found": len(cf),
+                         "best": cf.table.iloc[0][["smiles", "similarity", "prediction"]].to_dict() if len(cf)
+                         else None}
+    return cfs
+
+
+def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
+    """Atom and bond maps and counterfactuals of a chemprop network; descriptor shifts do not apply."""
+    from .mpnn import mpnn_atom_weights
+
+    maps = mpnn_atom_weights(net, [mols.mols[i] for i in idx], method="integrated_gradients")
+    maps = type(maps)(maps.weights, maps.prediction, maps.mols, tuple(mols.names[i] for i in idx), maps.method,
+                      maps.queries, maps.bond_weights)
+    summary["atom_maps"] = _atom_figure([("chemprop", maps)], out, "atom_maps.png")
+    maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
+    summary["molecules"] = [{"name": maps.names[k], "smiles": mols.smiles[i], "prediction": float(maps.prediction[k]),
+                             "top_atoms": [int(a) for a in np.argsort(-np.abs(maps.weights[k]))[:3]],
+                             "top_bonds": [int(b) for b in np.argsort(-np.abs(maps.bond_weights[k]))[:3]]}
+                            for k, i in enumerate(idx)]
+    summary["descriptor_shifts"] = "skipped: a chemprop network reads molecular graphs, not descriptors"
+    summary["counterfactuals"] = _counterfactuals(net, mols, idx, maps.names, args, out, _criterion(args), None)
 
 
 def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
@@ -189,7 +243,7 @@ def _default(args, out: Path) -> dict:
     df = datasets.sulfonamides()
     n_bits = 256 if args.quick else 2048
     if args.quick:
-        args.samples = min(args.samples, 300)
+        args.samples = min(args.samples, 150)
     feats = featurize(df.set_index("name")["smiles"], kind=("morgan", "descriptors"), n_bits=n_bits)
     y = df["pIC50"].to_numpy()
     rng = np.random.default_rng(0)
@@ -204,7 +258,7 @@ def _default(args, out: Path) -> dict:
                      "features": len(feats.names), "test_r2": float(r2),
                      "test_spearman": float(spearmanr(pred[test], y[test])[0])}
     idx = [int(i) for i in np.argsort(-y)[: args.top]]
-    _probe(model, feats, idx, args, out, summary, label="MLP")
+    _probe(model, feats, idx, args, out, summary, label="MLP", unit="pIC50")
 
     # a random forest on the fingerprint alone, mapped with forward calls only, next to the network
     fp = featurize(df.set_index("name")["smiles"], kind="morgan", n_bits=n_bits)
@@ -212,7 +266,8 @@ def _default(args, out: Path) -> dict:
     rf.fit(fp.X[tr].numpy(), y[tr])
     mlp_maps = atom_weights(model, feats, idx)
     rf_maps = atom_weights(rf, fp, idx)
-    summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png")
+    summary["atom_maps_mlp_vs_rf"] = _atom_figure([("MLP", mlp_maps), ("RF", rf_maps)], out, "atom_maps_mlp_vs_rf.png",
+                                                  "pIC50")
     summary["mlp_rf_atom_spearman"] = [float(spearmanr(a, b)[0]) for a, b in zip(mlp_maps.weights, rf_maps.weights)]
     summary["rdkit_similarity_map_max_abs_diff"] = _rdkit_check(rf, fp, idx[0], rf_maps.weights[0])
 
@@ -239,8 +294,16 @@ def _run(args: argparse.Namespace) -> dict:
         return _default(args, out)
     from .featurize import Featurizer
 
-    model, featurizer = load_model(args.model)
     mols = _user_molecules(args)
+    if args.quick:
+        args.samples = min(args.samples, 150)
+    if _is_chemprop_file(args.model):
+        from .mpnn import load_mpnn
+
+        summary = {"model": str(args.model), "kind": "chemprop MPNN", "n_molecules": len(mols)}
+        _probe_mpnn(load_mpnn(args.model), mols, list(range(min(len(mols), args.top))), args, out, summary)
+        return summary
+    model, featurizer = load_model(args.model)
     if featurizer is None:
         kind = tuple(args.kind.split("+"))
         if "descriptors" in kind:

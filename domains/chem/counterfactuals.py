@@ -1,21 +1,26 @@
 """Structural counterfactuals: the nearest real molecules whose prediction crosses a criterion.
 
-Candidates come from STONED (Nigam et al., "Beyond generative models: superfast traversal,
+Candidates come from single and double graph edits (:func:`domains.chem.edits.graph_edits`:
+change an element, add or remove an atom, change a bond order; the MolDQN action space) or from
+STONED (Nigam et al., "Beyond generative models: superfast traversal,
 optimization, novelty, exploration and discovery (STONED) algorithm for molecules using
 SELFIES", Chem. Sci. 12, 7079 (2021)): random SMILES of the input are written as SELFIES
 (Krenn et al., Mach. Learn.: Sci. Technol. 1, 045024 (2020)), in which every token string
 decodes to a valid molecule, and 1 to ``max_mutations`` tokens are replaced, inserted or
-deleted. Candidates are sanitised by RDKit, de-duplicated, scored by the model through the
-same featuriser as its training data, and those that satisfy the criterion are ranked by
-Tanimoto similarity of Morgan fingerprints to the input (as exmol's counterfactual
-explanations do; Wellawatte, Seshadri & White, Chem. Sci. 13, 3697 (2022)).
+deleted. Candidates are sanitised by RDKit, de-duplicated, passed through the filters a chemist would
+apply (:class:`~domains.chem.filters.MoleculeFilters`: validity, similarity floor, SA score, QED,
+PAINS and Brenk alerts, strained rings; what each removed is reported), and only the survivors
+are scored by the model, through the same featuriser as its training data (or as graphs, for a
+chemprop network). Those that satisfy the criterion are ranked by Tanimoto similarity of Morgan
+fingerprints to the input (as exmol's counterfactual explanations do; Wellawatte, Seshadri &
+White, Chem. Sci. 13, 3697 (2022)).
 """
 
 from __future__ import annotations
 
 import random
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,7 @@ from probe.errors import ProbeError
 
 from ._model import as_predictor
 from .featurize import Featurizer
+from .filters import DEFAULT_FILTERS, MoleculeFilters
 from .io import as_molecules, quiet_rdkit
 
 __all__ = ["Counterfactuals", "counterfactuals", "stoned"]
@@ -127,9 +133,13 @@ class Counterfactuals:
         The counterfactuals, most similar first: ``smiles``, ``similarity`` (Tanimoto, Morgan
         radius 2), ``prediction``, ``change`` (prediction minus the input's), ``mutations``.
     candidates : int
-        Distinct valid molecules scored.
+        Distinct valid molecules proposed.
     queries : int
-        Rows sent through the model (input included).
+        Rows sent through the model (input included): the candidates that passed the filters, plus one.
+    removed : dict
+        Filter name -> candidates it removed (each counted against the first filter that removed it).
+    crossed : int
+        Filtered candidates that satisfy the criterion (``table`` keeps the ``top`` most similar).
     """
 
     smiles: str
@@ -137,6 +147,8 @@ class Counterfactuals:
     table: pd.DataFrame
     candidates: int
     queries: int
+    removed: dict = field(default_factory=dict)
+    crossed: int = 0
 
     def __len__(self) -> int:
         return len(self.table)
@@ -165,67 +177,115 @@ class Counterfactuals:
         return ax
 
 
-def counterfactuals(model: object, molecule: object, criterion: Criterion, *, featurizer: Featurizer,
+def counterfactuals(model: object, molecule: object, criterion: Criterion, *, featurizer: Featurizer | None = None,
                     n_samples: int = 2000, max_mutations: int = 3, top: int = 8, seed: int = 0,
-                    alphabet: list[str] | None = None, batch_size: int | None = 4096,
-                    device: str | torch.device | None = None) -> Counterfactuals:
-    """Nearest valid molecules (STONED SELFIES edits) whose prediction satisfies ``criterion``.
+                    alphabet: list[str] | None = None, generator: str = "edits",
+                    filters: MoleculeFilters | None = DEFAULT_FILTERS,
+                    batch_size: int | None = 4096, device: str | torch.device | None = None) -> Counterfactuals:
+    """Nearest molecules (STONED SELFIES edits) that pass the filters and whose prediction satisfies ``criterion``.
 
     Parameters
     ----------
-    model : torch.nn.Module, callable on tensors, scikit-learn estimator or NumPy predict function
-        Scores features produced by ``featurizer`` (forward calls only).
+    model : torch.nn.Module, callable on tensors, scikit-learn estimator, NumPy predict function or chemprop MPNN
+        Scores features produced by ``featurizer`` (forward calls only); a chemprop ``MPNN`` scores the
+        molecules' graphs and needs no featuriser.
     molecule : SMILES or RDKit Mol
         The input.
     criterion : Criterion
         E.g. ``probe.Threshold(6.0)`` (predicted pIC50 below 6) or ``Drop(1.0)``; prepared on
         the input's own prediction.
-    featurizer : Featurizer
-        The one the model was trained with (``features.featurizer``).
+    featurizer : Featurizer, optional
+        The one the model was trained with (``features.featurizer``); required except for chemprop networks.
     n_samples : int, default 2000
-        Mutated strings drawn; candidates are the distinct valid molecules among them.
+        ``"edits"``: most candidates (all single edits, then random double edits); ``"stoned"``:
+        mutated strings drawn (candidates are the distinct valid molecules among them).
     max_mutations : int, default 3
+        Most SELFIES mutations (``"stoned"``) or graph edits (``"edits"``, at most 2) per candidate.
     top : int, default 8
         Counterfactuals kept (most similar first).
     seed : int, default 0
+    alphabet : list of str, optional
+        SELFIES tokens of ``"stoned"``.
+    generator : {"edits", "stoned"}, default "edits"
+        How candidates are proposed.
+    filters : MoleculeFilters or None, default ``DEFAULT_FILTERS`` (``MoleculeFilters()``)
+        Applied before scoring (so removed candidates cost no model call); ``None`` keeps every
+        sanitisable candidate.
 
     Returns
     -------
     Counterfactuals
-        Every row is a sanitised molecule different from the input that satisfies the criterion
-        per the model; empty when none was found.
+        Every row is a sanitised molecule different from the input that passed the filters and
+        satisfies the criterion per the model; empty when none was found.
     """
+    from .mpnn import is_mpnn, mpnn_predict
+
     if not isinstance(criterion, Criterion):
         raise ProbeError(f"criterion must be a probe Criterion, got {type(criterion).__name__}")
+    graph_model = is_mpnn(model)
+    if featurizer is None and not graph_model:
+        raise ProbeError("counterfactuals need the featuriser the model was trained with (featurizer=...)")
     ms = as_molecules(molecule)
     if len(ms) != 1:
         raise ProbeError(f"counterfactuals explain one molecule at a time, got {len(ms)}")
     smiles = ms.smiles[0]
-    cands = stoned(smiles, n_samples, max_mutations=max_mutations, alphabet=alphabet, seed=seed)
-    pred_fn = as_predictor(model, device=device, batch_size=batch_size)
-    x0 = featurizer(ms).X
-    clean = pred_fn(x0)
+    if generator == "edits":
+        from .edits import graph_edits
+
+        cands = graph_edits(smiles, n_samples, max_edits=min(int(max_mutations), 2), seed=seed)
+    elif generator == "stoned":
+        cands = stoned(smiles, n_samples, max_mutations=max_mutations, alphabet=alphabet, seed=seed)
+    else:
+        raise ProbeError(f"generator must be 'edits' or 'stoned', got {generator!r}")
+    if graph_model:
+        rows = [0]
+
+        def score(mols):
+            rows[0] += len(mols)
+            out = torch.as_tensor(mpnn_predict(model, mols, device=device, batch_size=batch_size or 256))
+            return out, np.arange(len(mols))
+
+        def calls():
+            return rows[0]
+    else:
+        pred_fn = as_predictor(model, device=device, batch_size=batch_size)
+
+        def score(mols):
+            # candidates whose descriptors cannot be computed are dropped, not scored
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                feats = featurizer(mols, on_error="skip", bit_info=False)
+            return pred_fn(feats.X), np.asarray(feats.molecules.source, dtype=int)
+
+        def calls():
+            return pred_fn.rows
+    clean, _ = score(list(ms.mols))
     reference = criterion.prepare(clean)
     if bool(criterion.satisfied(clean, reference).all()):
         raise ProbeError(f"{criterion!r} already holds for {smiles!r}: nothing to search for")
-    empty = pd.DataFrame(columns=["smiles", "similarity", "prediction", "change", "mutations"])
-    if not len(cands):
-        return Counterfactuals(smiles, float(clean[0, 0]), empty, 0, pred_fn.rows)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        feats = featurizer(list(cands["smiles"]), on_error="skip", bit_info=False)
-    cands = cands.iloc[list(feats.molecules.source)].reset_index(drop=True)
-    out = pred_fn(feats.X)
     col = getattr(criterion, "output", 0)
+    y0 = float(clean[0, col])
+    empty = pd.DataFrame(columns=["smiles", "similarity", "prediction", "change", "mutations"])
+    with quiet_rdkit():
+        mols = [Chem.MolFromSmiles(s) for s in cands["smiles"]]
+    removed: dict = {}
+    if filters is not None and len(cands):
+        keep, removed, _ = filters.apply(mols, ms.mols[0])
+        cands = cands[keep].reset_index(drop=True)
+        mols = [m for m, k in zip(mols, keep) if k]
+    if not len(cands):
+        return Counterfactuals(smiles, y0, empty, 0 if not removed else sum(removed.values()), calls(), removed, 0)
+    n_proposed = len(cands) + sum(removed.values())
+    out, scored = score(mols)
+    cands = cands.iloc[scored].reset_index(drop=True)
+    mols = [mols[i] for i in scored]
     ok = criterion.satisfied(out, reference.expand(len(out)) if reference.dim() == 1 else
                              reference.expand(len(out), *reference.shape[1:])).cpu().numpy()
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
     fp0 = gen.GetFingerprint(ms.mols[0])
-    fps = [gen.GetFingerprint(m) for m in feats.molecules.mols]
-    sim = np.asarray(DataStructs.BulkTanimotoSimilarity(fp0, fps))
+    sim = np.asarray(DataStructs.BulkTanimotoSimilarity(fp0, [gen.GetFingerprint(m) for m in mols]))
     y = out[:, col].cpu().double().numpy()
-    y0 = float(clean[0, col])
     table = pd.DataFrame({"smiles": cands["smiles"], "similarity": sim, "prediction": y, "change": y - y0,
                           "mutations": cands["mutations"]})[ok]
     table = table.sort_values(["similarity", "smiles"], ascending=[False, True]).head(top).reset_index(drop=True)
-    return Counterfactuals(smiles, y0, table, len(cands), pred_fn.rows)
+    return Counterfactuals(smiles, y0, table, n_proposed, calls(), removed, int(ok.sum()))

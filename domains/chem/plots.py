@@ -44,16 +44,28 @@ def _png_to_array(png: bytes) -> np.ndarray:
 
 
 def draw_atom_weights(mol: object, weights: Sequence[float], ax: object = None, size: int = 350,
-                      title: str | None = None) -> object:
-    """Draw a similarity map of ``weights`` on ``mol`` into a matplotlib axis."""
+                      title: str | None = None, unit: str | None = None, colorbar: bool = True) -> object:
+    """Draw a similarity map of ``weights`` on ``mol`` into a matplotlib axis, with its colour scale.
+
+    The map's colours run from blue (``-max|w|``) to red (``+max|w|``), as RDKit scales them;
+    the colour bar shows that range in the weights' units (``unit``, e.g. ``"pIC50"``).
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(3.5, 3.5))
+        _, ax = plt.subplots(figsize=(3.8, 3.5))
     ax.imshow(_png_to_array(atom_weights_png(mol, weights, size)))
     ax.set_axis_off()
+    if colorbar:
+        top = float(np.max(np.abs(weights))) if len(weights) else 0.0
+        sm = ScalarMappable(norm=Normalize(-top or -1.0, top or 1.0), cmap="bwr")
+        cb = ax.figure.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
+        cb.set_label(f"atom weight ({unit})" if unit else "atom weight (output units)", fontsize=7)
+        cb.ax.tick_params(labelsize=6)
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=8, wrap=True)
     return ax
 
 

@@ -3,7 +3,11 @@
 Searches the minimal perturbation of the model's input features under a :class:`probe.Box`
 built from the data (each descriptor within the range real molecules take, chosen features
 immutable), then reports it in the descriptors' own units, with integer-valued descriptors
-(counts) rounded and the criterion re-checked after rounding.
+(counts) rounded, descriptors tied by their definitions moved together
+(:mod:`domains.chem.relations`: heteroatom counts bound donor, acceptor and N/O counts, TPSA needs
+an N or O, ...) and the criterion re-checked after both. Optionally the shifted descriptors are
+matched to the nearest real molecule among a pool (by default the molecule's own one- and two-edit
+neighbours), which is scored by the model: a shift that no molecule nearby realises says so.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from probe.spaces import Box
 
 from ._model import as_predictor
 from .featurize import Features
+from .relations import repair, violations
 
 __all__ = ["Drop", "DescriptorShifts", "descriptor_shifts", "descriptor_sensitivity"]
 
@@ -65,17 +70,26 @@ class DescriptorShifts:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per (molecule, moved feature): ``molecule``, ``name``, ``feature``, ``value``
-        (raw), ``new_value`` (raw, integers rounded), ``change`` (raw units), ``change_std``
-        (standard deviations of the data).
+        One row per (molecule, moved feature) of the molecules whose search succeeded: ``molecule``,
+        ``name``, ``feature``, ``value`` (raw), ``new_value`` (raw, integers rounded), ``change``
+        (raw units), ``change_std`` (standard deviations of the data). A failed search lists no moves.
     prediction, new_prediction : numpy.ndarray, shape (N,)
-        Output before and after the rounded change.
+        Output before and after the rounded change (equal where the search failed).
     success : numpy.ndarray of bool, shape (N,)
         Whether the rounded change satisfies the criterion.
     distance : numpy.ndarray, shape (N,)
         Size of the (unrounded) change in model units and ``norm`` (inf where nothing was found).
     attack : AttackResult
         The search's own result (model units, unrounded).
+    violations : tuple of list of str
+        Per molecule, the definitional relations between descriptors that the reported change still
+        breaks (empty: the shifted descriptors are consistent).
+    neighbours : pandas.DataFrame or None
+        With ``pool``: per molecule, ``neighbour`` (SMILES of the real molecule whose descriptors are
+        nearest the shifted ones), ``neighbour_distance_std`` (standardised L2 over the mutable
+        features), ``neighbour_prediction``, ``neighbour_success``; and ``crossing`` (the pool molecule
+        nearest the *original* descriptors among those that satisfy the criterion, empty if none),
+        ``crossing_distance_std``, ``crossing_prediction``, ``pool`` (molecules scored).
     """
 
     table: pd.DataFrame
@@ -84,6 +98,8 @@ class DescriptorShifts:
     success: np.ndarray
     distance: np.ndarray
     attack: AttackResult
+    violations: tuple = ()
+    neighbours: pd.DataFrame | None = None
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
@@ -104,7 +120,8 @@ class DescriptorShifts:
 
 def descriptor_shifts(model: object, features: Features, index: object = None, criterion: Criterion | None = None, *,
                       norm: str = "l2", bounds: str = "data", margin: float = 0.0, immutable: Sequence[str] = (),
-                      method: str = "auto", atol: float = 1e-6) -> DescriptorShifts:
+                      method: str = "auto", atol: float = 1e-6, consistent: bool = True, pool: object = None,
+                      pool_size: int = 300) -> DescriptorShifts:
     """Which descriptors move, and by how much, in the smallest change that satisfies ``criterion``.
 
     Parameters
@@ -128,6 +145,14 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
         differentiable models, HopSkipJump for forward-only ones).
     atol : float, default 1e-6
         Changes smaller than this (model units) are reported as no change.
+    consistent : bool, default True
+        Move the descriptors tied to a moved one by definition (:func:`domains.chem.relations.repair`)
+        before the criterion is re-checked.
+    pool : {"edits"} or sequence of SMILES, optional
+        Real molecules to match the shifted descriptors against: ``"edits"`` draws ``pool_size`` one- and
+        two-edit neighbours of each molecule (:func:`domains.chem.edits.graph_edits`); a sequence is used
+        for every molecule. Default: no matching.
+    pool_size : int, default 300
 
     Returns
     -------
@@ -161,6 +186,12 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
     raw1 = np.where(moved, raw1, raw0)
     lo, hi = features.bounds(bounds, margin)
     rounded = np.where(features.integer, np.clip(np.round(raw1), np.ceil(lo), np.floor(hi)), raw1)
+    names = list(features.names)
+
+    def tie(r):
+        return repair(r, names, moved) if consistent else r
+
+    rounded = tie(rounded)
     clean = pred_fn(x)
     ref = criterion.prepare(clean)
     out = pred_fn(features.from_raw(rounded))
@@ -175,6 +206,8 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
         trials = np.repeat(rounded[k][None], len(order), axis=0)
         for t in range(len(order)):
             trials[t:, order[t]] = away[k, order[t]]
+        if consistent:
+            trials = repair(trials, names, np.repeat(moved[k][None], len(trials), axis=0))
         y_t = pred_fn(features.from_raw(trials))
         hit = criterion.satisfied(y_t, ref[k:k + 1].expand(len(trials), *ref.shape[1:])).cpu().numpy()
         if hit.any():
@@ -184,8 +217,9 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
             ok[k] = True
     found = res.success.cpu().numpy()
     ok = ok & found
+    out[torch.as_tensor(~ok)] = clean[torch.as_tensor(~ok)].to(out)
+    rounded[~ok] = raw0[~ok]
     rows = []
-    names = features.names
     for k, i in enumerate(idx):
         for j in np.flatnonzero(rounded[k] != raw0[k]):
             change = rounded[k, j] - raw0[k, j]
@@ -194,8 +228,55 @@ def descriptor_shifts(model: object, features: Features, index: object = None, c
     table = pd.DataFrame(rows, columns=["molecule", "name", "feature", "value", "new_value", "change", "change_std",
                                         "integer"])
     col = criterion.output if hasattr(criterion, "output") else 0
+    viol = tuple(v if ok[k] else [] for k, v in enumerate(violations(rounded, names)))
+    neigh = None
+    if pool is not None:
+        neigh = _neighbours(pred_fn, features, idx, features.from_raw(rounded), x, criterion, ref, space, pool,
+                            pool_size)
     return DescriptorShifts(table, clean[:, col].cpu().double().numpy(), out[:, col].cpu().double().numpy(), ok,
-                            res.distance.detach().cpu().double().numpy(), res)
+                            res.distance.detach().cpu().double().numpy(), res, viol, neigh)
+
+
+def _neighbours(pred_fn, features: Features, idx: list, x_new: torch.Tensor, x0: torch.Tensor, criterion: Criterion,
+                ref: torch.Tensor, space: Box, pool: object, pool_size: int) -> pd.DataFrame:
+    """Nearest real molecules of a pool to the shifted and to the original descriptors (see DescriptorShifts)."""
+    import warnings
+
+    from .edits import graph_edits
+
+    mutable = np.ones(len(features.names), dtype=bool) if space.mask is None else ~space.mask.cpu().numpy()
+    rows = []
+    for k, i in enumerate(idx):
+        if isinstance(pool, str):
+            if pool != "edits":
+                raise ProbeError(f"pool must be 'edits' or a sequence of SMILES, got {pool!r}")
+            smiles = list(graph_edits(features.molecules.smiles[i], pool_size, seed=k)["smiles"])
+        else:
+            smiles = list(pool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pf = features.featurizer(smiles, on_error="skip", bit_info=False) if smiles else None
+        if pf is None or not len(pf):
+            rows.append((features.molecules.names[i], "", np.inf, np.nan, False, "", np.inf, np.nan, 0))
+            continue
+        X = pf.X.to(x_new.device, x_new.dtype)[:, torch.as_tensor(mutable)]
+        d_new = torch.linalg.vector_norm(X - x_new[k, torch.as_tensor(mutable)], dim=1).cpu().numpy()
+        d_old = torch.linalg.vector_norm(X - x0[k, torch.as_tensor(mutable)].to(X), dim=1).cpu().numpy()
+        y = pred_fn(pf.X)
+        hit = criterion.satisfied(y, ref[k:k + 1].expand(len(y), *ref.shape[1:])).cpu().numpy()
+        col = getattr(criterion, "output", 0)
+        yv = y[:, col].cpu().double().numpy()
+        n = int(np.argmin(d_new))
+        if hit.any():
+            c = int(np.flatnonzero(hit)[np.argmin(d_old[hit])])
+            crossing = (pf.molecules.smiles[c], float(d_old[c]), float(yv[c]))
+        else:
+            crossing = ("", np.inf, np.nan)
+        rows.append((features.molecules.names[i], pf.molecules.smiles[n], float(d_new[n]), float(yv[n]), bool(hit[n]),
+                     *crossing, len(pf)))
+    return pd.DataFrame(rows, columns=["name", "neighbour", "neighbour_distance_std", "neighbour_prediction",
+                                       "neighbour_success", "crossing", "crossing_distance_std",
+                                       "crossing_prediction", "pool"])
 
 
 

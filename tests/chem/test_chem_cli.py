@@ -16,6 +16,9 @@ def test_chem_command_default_and_user_model(tmp_path):
     assert (out / "atom_maps_mlp_vs_rf.png").exists() and (out / "descriptor_shifts.csv").exists()
     assert summary["free_wilson"]["r2"] > 0.9
     assert summary["rdkit_similarity_map_max_abs_diff"] < 1e-9
+    # each shift names its nearest real molecule, and the summary is strict JSON (no NaN for "none found")
+    assert all("nearest_real" in v for v in summary["descriptor_shifts"].values())
+    assert "NaN" not in (out / "summary.json").read_text()
     # the saved model bundle probes the user's own molecules
     user = tmp_path / "user"
     assert main(["chem", "--quick", "--out", str(user), "--model", str(out / "model.pkl"),

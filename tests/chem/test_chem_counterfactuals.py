@@ -26,7 +26,7 @@ def test_counterfactuals_cross_the_criterion(which, sulfonamides, sulfo_fp, sulf
     model = sulfo_mlp if which == "mlp" else sulfo_rf
     i = int(np.argmax(sulfonamides["pIC50"].to_numpy()))
     smi = sulfonamides["smiles"][i]
-    cf = counterfactuals(model, smi, Drop(0.5), featurizer=sulfo_fp.featurizer, n_samples=400, top=5)
+    cf = counterfactuals(model, smi, Drop(0.5), featurizer=sulfo_fp.featurizer, n_samples=250, top=5)
     assert len(cf) > 0 and cf.candidates > 100
     assert list(cf.table.similarity) == sorted(cf.table.similarity, reverse=True)
     feats = sulfo_fp.featurizer(list(cf.table.smiles))
