@@ -6,15 +6,21 @@ upper bounds (:func:`lipschitz_bound`: spectral products and LipSDP) and the emp
 bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smoothing_radius`).
 """
 
+from .ablation import RandomizedAblation, ablation_radius, ablation_threshold
 from .base import BOUND_METHODS, BoundMethod, InputSet, bound_outputs, get_bound_method, register_bound_method
 from .conformance import check_bound_method
 from .crown import CROWN, AlphaCROWN
+from .hamming import CodeDistance, HammingSet, code_distance, hamming_radius
 from .ibp import IBP
 from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
 from .radius import certified_radius
 from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
+from .substitution import HammingCertificate, SubstitutionSmoothing, substitution_radius, substitution_threshold
 
 __all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_radius", "Smoothing",
            "SmoothingCertificate", "LipschitzBound", "empirical_lipschitz_lower_bound", "lipschitz_margin_radius",
            "BoundMethod", "BOUND_METHODS", "register_bound_method", "get_bound_method", "InputSet", "IBP", "CROWN",
            "AlphaCROWN", "check_bound_method"]
+__all__ += ["substitution_threshold", "substitution_radius", "SubstitutionSmoothing", "HammingCertificate",
+            "RandomizedAblation", "ablation_radius", "ablation_threshold", "hamming_radius", "HammingSet",
+            "code_distance", "CodeDistance"]
