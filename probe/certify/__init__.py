@@ -13,6 +13,7 @@ from .crown import CROWN, AlphaCROWN
 from .hamming import CodeDistance, HammingSet, code_distance, hamming_radius
 from .ibp import IBP
 from .lipschitz import LipschitzBound, empirical_lipschitz_lower_bound, lipschitz_bound, lipschitz_margin_radius
+from .positional import PositionalIBP
 from .radius import certified_radius
 from .smoothing import Smoothing, SmoothingCertificate, smoothing_radius
 from .substitution import HammingCertificate, SubstitutionSmoothing, substitution_radius, substitution_threshold
@@ -23,4 +24,4 @@ __all__ = ["bound_outputs", "certified_radius", "lipschitz_bound", "smoothing_ra
            "AlphaCROWN", "check_bound_method"]
 __all__ += ["substitution_threshold", "substitution_radius", "SubstitutionSmoothing", "HammingCertificate",
             "RandomizedAblation", "ablation_radius", "ablation_threshold", "hamming_radius", "HammingSet",
-            "code_distance", "CodeDistance"]
+            "code_distance", "CodeDistance", "PositionalIBP"]

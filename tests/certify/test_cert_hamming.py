@@ -122,8 +122,8 @@ def cnn6():
     y = ((z == 0).sum(1) >= 2).long()
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv1d(4, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2)).double()
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    for _ in range(300):
+    opt = torch.optim.Adam(m.parameters(), 3e-2)
+    for _ in range(100):
         loss = nn.functional.cross_entropy(m(X), y)
         opt.zero_grad()
         loss.backward()
@@ -196,8 +196,9 @@ def test_hamming_set_concretization_is_exact_for_linear_functions():
         assert torch.allclose(lo[0], values[d <= r].amin(0))
 
 
+@pytest.mark.parametrize("method", ["crown", "positional"])
 @pytest.mark.parametrize("space", ["onehot", "bits"])
-def test_crown_radius_of_a_linear_classifier_is_exact(space):
+def test_radius_of_a_linear_classifier_is_exact(space, method):
     torch.manual_seed(1)
     if space == "onehot":
         X = encode_batch(DNA6, all_sequences(6, 4)[torch.randperm(4096)[:30]], torch.float64)
@@ -205,7 +206,7 @@ def test_crown_radius_of_a_linear_classifier_is_exact(space):
     else:
         X = torch.randint(0, 2, (30, 10)).double()
         model, sp = nn.Linear(10, 2).double(), probe.Bits()
-    cr = certified_radius(model, X, norm="hamming", space=sp, method="crown")
+    cr = certified_radius(model, X, norm="hamming", space=sp, method=method)
     assert cr.dtype == torch.long
     assert torch.equal(cr, exact_hamming_radius(model, X, space=sp))
 
@@ -223,6 +224,46 @@ def test_crown_radius_is_sound_on_a_relu_cnn(cnn6):
     halves = torch.cat([certified_radius(model, X[idx][s], norm="hamming", batch_size=7) for s in
                         (slice(0, 20), slice(20, 48))])
     assert torch.equal(halves, cr)
+
+
+def _pooled_cnn(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv1d(4, 6, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2), nn.Conv1d(6, 6, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(6, 2)).double().eval()
+
+
+def test_positional_bound_is_sound_through_pooling_and_bits(cnn6):
+    model, z, X = cnn6
+    idx = torch.randperm(4096, generator=torch.Generator().manual_seed(1))[:40]
+    pos = certified_radius(model, X[idx], norm="hamming", method="positional")
+    assert bool((pos <= exact_hamming_radius(model, X[idx])).all()) and (pos >= 1).any()
+    # every margin bound over S_r below the true minimum over all 4^6 sequences within r
+    pooled = _pooled_cnn(2)
+    from probe.certify.base import compute_bounds, get_bound_method
+    from probe.certify.graph import build_graph
+    from probe.certify.hamming import _margin_spec
+
+    with torch.no_grad():
+        logits = pooled(X)
+    label = logits.argmax(1)
+    margins = logits[:, None, :] - logits[:, :, None]                          # margins[m, y, j] = z_j - z_y
+    graph = build_graph(pooled, X[:2])
+    D = _distances(z)
+    for r in (1, 2):
+        s = hamming_set(X[idx], r)
+        spec = _margin_spec(label[idx], 2).to(X.dtype)
+        lo, hi = compute_bounds(graph, s, get_bound_method("positional"), spec)
+        for row, i in enumerate(idx.tolist()):
+            near = (D[i] <= r).nonzero().flatten()
+            y, j = int(label[i]), 1 - int(label[i])
+            true = -margins[near, y, j]                                          # z_y - z_j over the ball
+            assert lo[row, 0] <= true.min() + 1e-9 and hi[row, 0] >= true.max() - 1e-9
+    torch.manual_seed(4)
+    mlp = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2)).double()
+    bits = torch.randint(0, 2, (30, 10)).double()
+    for method in ("positional", "crown"):
+        r = certified_radius(mlp, bits, norm="hamming", space=probe.Bits(), method=method)
+        assert bool((r <= exact_hamming_radius(mlp, bits, space=probe.Bits())).all())
 
 
 def test_mask_keeps_positions_fixed():
