@@ -8,6 +8,7 @@ callbacks; every function trains the model in place and returns a :class:`TrainR
 """
 
 from .adversarial import adversarial
+from .hamming import hamming_certified, substitution_noise
 from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, project_lipschitz
 from .loop import EpochLog, TrainResult, standard
 from .trades import trades
@@ -17,3 +18,4 @@ __all__ = [
     "project_lipschitz", "layer_norms", "lipschitz_upper_bound",
     "TrainResult", "EpochLog",
 ]
+__all__ += ["substitution_noise", "hamming_certified"]
