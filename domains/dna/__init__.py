@@ -7,6 +7,7 @@ Sequences come in as FASTA (Biopython ``SeqIO``), strings or records and go to o
 from . import datasets
 from .attribution import attribute, gradient_x_input, integrated_gradients, ism_attribution, saliency
 from .edits import MinimalEdits, minimal_edits
+from .hamming import hamming_report
 from .io import ALPHABET, IUPAC, Sequences, as_sequences, decode, one_hot, read_fasta, reverse_complement
 from .ism import saturation_mutagenesis
 from .models import fit, small_cnn
@@ -19,3 +20,4 @@ __all__ = [
     "saliency", "gradient_x_input", "integrated_gradients", "ism_attribution", "attribute",
     "seqlets", "match_motifs", "jaspar_collection", "plot_logo", "plot_ism", "datasets", "small_cnn", "fit",
 ]
+__all__ += ["hamming_report"]

@@ -24,8 +24,8 @@ __all__ = ["hamming_report"]
 
 def hamming_report(model: torch.nn.Module, X: object, *, labels: object = None, reference: object = None,
                    reference_labels: object = None, keep: float = 0.9, n: int = 10_000, alpha: float = 0.001,
-                   methods: tuple = ("positional",), exact_max: int = 1, max_edits: int = 8, seed: int = 0,
-                   device: str | torch.device | None = None) -> pd.DataFrame:
+                   methods: tuple = ("positional",), exact_max: int = 1, max_edits: int = 8, edits: object = None,
+                   seed: int = 0, device: str | torch.device | None = None) -> pd.DataFrame:
     """Per-sequence certified Hamming radii, exact radius, minimal edits found and code-distance ceiling.
 
     For a sound certificate and any search, ``certified <= exact < edits found``; and no classifier
@@ -54,6 +54,8 @@ def hamming_report(model: torch.nn.Module, X: object, *, labels: object = None, 
         Enumerate every sequence within this many substitutions (C(L, r) 3^r of them).
     max_edits : int, default 8
         Largest edit set the search tries.
+    edits : MinimalEdits, optional
+        A search already run on these sequences (with the same labels), reused instead of searching again.
     seed : int, default 0
     device : str or torch.device, optional
 
@@ -69,7 +71,7 @@ def hamming_report(model: torch.nn.Module, X: object, *, labels: object = None, 
     x, seqs = prepare_input(X, dev)
     names = seqs.names if seqs is not None else tuple(f"seq{i}" for i in range(len(x)))
     with torch.no_grad():
-        pred = model.to(dev)(x).argmax(1) if labels is None else None
+        pred = model(x).argmax(1) if labels is None else None
     y = pred if labels is None else torch.as_tensor(np.asarray(labels), device=dev).long().reshape(-1)
     if len(y) != len(x):
         raise ProbeError(f"labels has {len(y)} entries for {len(x)} sequences")
@@ -83,7 +85,9 @@ def hamming_report(model: torch.nn.Module, X: object, *, labels: object = None, 
     exact = exact_hamming_radius(model, x, labels=y, max_radius=exact_max, device=dev).cpu().numpy()
     frame["exact_radius"] = exact
     frame["exact_is_lower_bound"] = exact >= exact_max
-    found = minimal_edits(model, x, Misclassify(y), max_edits=max_edits, device=dev).n_edits.cpu().numpy()
+    if edits is None:
+        edits = minimal_edits(model, x, Misclassify(y), max_edits=max_edits, device=dev)
+    found = edits.n_edits.cpu().numpy()
     frame["edits_found"] = np.where(np.isfinite(found), found, np.nan)
     frame["nearest_other"], frame["ceiling"] = _ceiling(x, labels, reference, reference_labels)
     return frame
