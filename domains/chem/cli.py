@@ -137,6 +137,8 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                                 "moves": {r.feature: round(float(r.change), 4)
                                           for r in sh.for_molecule(k).head(5).itertuples()}}
                 for k in range(len(idx))}
+    if differentiable and any(n.startswith("morgan_") for n in feats.names):
+        summary["bit_flips"] = _bit_flips(model, feats, idx, args, out)
     cfs = {}
     for k, i in enumerate(idx[:1] if args.quick else idx):
         try:
@@ -152,6 +154,20 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                               "best": cf.table.iloc[0][["smiles", "similarity", "prediction"]].to_dict() if len(cf)
                               else None}
     summary["counterfactuals"] = cfs
+
+
+def _bit_flips(model, feats, idx, args, out: Path) -> dict | str:
+    """Certified fingerprint bit flips under which each molecule keeps the criterion's side (descriptors fixed)."""
+    from .bitflips import certify_bit_flips
+
+    try:
+        flips = certify_bit_flips(model, feats, idx, threshold=args.threshold, delta=args.delta,
+                                  n=1_000 if args.quick else 10_000)
+    except ProbeError as err:
+        return f"not certified: {err}"
+    flips.to_csv(out / "bit_flips.csv", index=False)
+    return {r.name: {"certified_flips": int(r.certified_flips), "smoothed_flips": int(r.smoothed_flips),
+                     "set_bits": int(r.set_bits)} for r in flips.itertuples()}
 
 
 def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:

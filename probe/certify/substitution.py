@@ -270,7 +270,7 @@ class DiscreteSmoothing:
             stop = min(start + step, total)
             rows = torch.arange(start, stop, device=x.device) // n
             noisy = self._noise(codes[rows], mutable[rows], enc, generator)
-            y = forward(m, encode_batch(enc, noisy, x.dtype), check=False)
+            y = forward(m, encode_batch(enc, noisy, x.dtype, x[rows] if enc.kind == "bits" else None), check=False)
             if y.dim() == 1:
                 y = y[:, None]
             if out is None:
@@ -328,8 +328,17 @@ class DiscreteSmoothing:
                                   p_lower=torch.as_tensor(np.asarray(p), dtype=x.dtype, device=dev), counts=counts)
 
 
-def encode_batch(enc: SymbolEncoding, codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Inputs (B, *shape) from symbol codes (B, P); one scatter for one-hot along axis 1."""
+def encode_batch(enc: SymbolEncoding, codes: torch.Tensor, dtype: torch.dtype, like: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Inputs (B, *shape) from symbol codes (B, P); one scatter for one-hot along axis 1.
+
+    ``like`` (B, *shape): the inputs the codes came from; for bits, every feature whose code did not
+    change keeps its value there (masked features need not be 0 or 1).
+    """
+    if enc.kind == "bits" and like is not None:
+        flat = like.reshape(len(like), -1)
+        out = torch.where(codes != flat.round().long(), codes.to(flat.dtype), flat)
+        return out.to(dtype).reshape((len(codes),) + tuple(enc.shape))
     if enc.kind == "onehot" and enc.axis == 1:
         known = codes >= 0
         out = torch.zeros((len(codes), enc.alphabet, codes.shape[1]), dtype=dtype, device=codes.device)

@@ -74,12 +74,12 @@ def exact_hamming_radius(model: object, X: object, *, space: Space | None = None
             if pred[i] != y[i]:
                 out[i] = -1
                 continue
-            out[i] = _radius_of(m, enc, codes[i], mutable[i], int(y[i]), max_radius, batch_size, limit, x.dtype)
+            out[i] = _radius_of(m, enc, codes[i], mutable[i], int(y[i]), max_radius, batch_size, limit, x[i])
     return out.to(dev)
 
 
 def _radius_of(m: object, enc: object, code: torch.Tensor, mutable: torch.Tensor, label: int,
-               max_radius: int | None, batch_size: int, limit: int, dtype: torch.dtype) -> int:
+               max_radius: int | None, batch_size: int, limit: int, x: torch.Tensor) -> int:
     free = mutable.nonzero().flatten().tolist()
     k = enc.alphabet
     alts = {p: [c for c in range(k) if c != int(code[p])] for p in free}
@@ -96,19 +96,20 @@ def _radius_of(m: object, enc: object, code: torch.Tensor, mutable: torch.Tensor
             cand[:, list(pos)] = grid
             pending.append(cand)
             size += len(cand)
-            if size >= batch_size and _flips(m, enc, pending, label, dtype):
+            if size >= batch_size and _flips(m, enc, pending, label, x):
                 return r - 1
             if size >= batch_size:
                 pending, size = [], 0
-        if pending and _flips(m, enc, pending, label, dtype):
+        if pending and _flips(m, enc, pending, label, x):
             return r - 1
     return cap
 
 
-def _flips(m: object, enc: object, pending: list, label: int, dtype: torch.dtype) -> bool:
+def _flips(m: object, enc: object, pending: list, label: int, x: torch.Tensor) -> bool:
     from ..certify.substitution import encode_batch
 
-    batch = encode_batch(enc, torch.cat(pending), dtype)
+    codes = torch.cat(pending)
+    batch = encode_batch(enc, codes, x.dtype, x.expand((len(codes),) + tuple(x.shape)))
     return bool((forward(m, batch).argmax(1) != label).any())
 
 

@@ -44,7 +44,7 @@ def _noisy(x: torch.Tensor, space: Space, keep: float | None, ablate: int | None
         u = torch.rand(codes.shape, device=x.device).masked_fill_(~mutable, 2.0)
         kept = torch.zeros_like(mutable).scatter_(1, u.topk(int(ablate), dim=1, largest=False).indices, True)
         noisy = torch.where(kept | ~mutable, codes, torch.full_like(codes, -1))
-    return encode_batch(enc, noisy, x.dtype)
+    return encode_batch(enc, noisy, x.dtype, x)
 
 
 def substitution_noise(model: torch.nn.Module, loader: Iterable, *, keep: float | None = None,

@@ -281,6 +281,21 @@ def test_mask_keeps_positions_fixed():
     assert torch.equal(cr, exact_hamming_radius(model, X, space=probe.Bits(mask=mask)))
 
 
+def test_masked_features_keep_their_values():
+    # a masked real-valued feature (0.3) beside six bits: rounding it to a bit would move the decision
+    X = torch.cat([torch.randint(0, 2, (20, 6)).double(), torch.full((20, 1), 0.3, dtype=torch.float64)], 1)
+    model = nn.Linear(7, 2).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0] * 6 + [-10.0], [1.0] * 6 + [0.0]], dtype=torch.float64))
+        model.bias.copy_(torch.tensor([0.5, 0.0], dtype=torch.float64))       # class 1 iff #bits > 3.5 - 10 x_6
+    space = probe.Bits(mask=torch.tensor([False] * 6 + [True]))
+    exact = exact_hamming_radius(model, X, space=space)
+    assert torch.equal(exact, torch.full((20,), 6))                           # with x_6 = 0.3 no flips change it
+    assert torch.equal(certified_radius(model, X, norm="hamming", space=space, method="positional"), exact)
+    cert = SubstitutionSmoothing(model, keep=0.8, space=space, n=300).certify(X)
+    assert (cert.label == 1).all() and (cert.counts[:, 0] == 0).all()
+
+
 def test_hamming_inputs_are_checked():
     with pytest.raises(ProbeError, match="one-hot"):
         certified_radius(nn.Linear(8, 2), torch.rand(2, 4, 2), norm="hamming")
