@@ -4,6 +4,10 @@ Bound propagation (:mod:`~probe.certify.ibp`, :mod:`~probe.certify.crown`) throu
 :func:`bound_outputs`; certified radii by bisection (:func:`certified_radius`); Lipschitz
 upper bounds (:func:`lipschitz_bound`: spectral products and LipSDP) and the empirical lower
 bound that sandwiches them; randomized smoothing (:class:`Smoothing`, :func:`smoothing_radius`).
+Hamming radii of one-hot sequences and bit vectors: substitution smoothing
+(:class:`SubstitutionSmoothing`), randomized ablation (:class:`RandomizedAblation`), bound propagation
+over a budget of substitutions (``certified_radius(..., norm="hamming")``) and the code distance
+(:func:`code_distance`) that caps them all.
 """
 
 from .ablation import RandomizedAblation, ablation_radius, ablation_threshold

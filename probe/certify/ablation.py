@@ -76,7 +76,7 @@ def ablation_radius(p_lower: object, *, kept: int, positions: int) -> int:
     5
     """
     k, p = _check(kept, positions)
-    q = exact_fraction(p_lower, "p_lower")
+    q = exact_fraction(p_lower, "p_lower", decimal=False)
     r = 0
     while r < p and q - _delta(r + 1, p, k) > Fraction(1, 2):
         r += 1

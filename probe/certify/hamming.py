@@ -36,6 +36,8 @@ from ..errors import ProbeError
 from ..models import forward
 from ..spaces import Bits, OneHot, Space
 from .base import InputSet, compute_bounds, get_bound_method
+from .graph import build_graph
+from .radius import _margin_spec
 
 __all__ = ["SymbolEncoding", "symbol_encoding", "HammingSet", "hamming_radius", "CodeDistance", "code_distance"]
 
@@ -196,13 +198,6 @@ def hamming_set(x: torch.Tensor, radius: object, *, space: Space | None = None) 
                       max_radius=int(r.max()) if len(r) else 0)
 
 
-def _margin_spec(labels: torch.Tensor, k: int) -> torch.Tensor:
-    eye = torch.eye(k, device=labels.device)
-    spec = eye[labels][:, None, :] - eye[None, :, :]
-    keep = ~torch.nn.functional.one_hot(labels, k).bool()
-    return spec[keep].view(len(labels), k - 1, k)
-
-
 def hamming_radius(model: torch.nn.Module, x: object, *, space: Space | None = None, method: str = "crown",
                    labels: object = None, max_radius: int | None = None, batch_size: int | None = 256,
                    device: str | torch.device | None = None, **options: object) -> torch.Tensor:
@@ -246,8 +241,6 @@ def hamming_radius(model: torch.nn.Module, x: object, *, space: Space | None = N
         setattr(bm, key, value)
     cap = int(full.mutable.sum(1).max()) if len(x) else 0
     cap = cap if max_radius is None else min(cap, int(max_radius))
-    from .graph import build_graph
-
     with model_hygiene(model, dev) as m:
         graph = build_graph(m, x)
         with torch.no_grad():

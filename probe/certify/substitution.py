@@ -55,8 +55,9 @@ __all__ = ["substitution_threshold", "substitution_radius", "substitution_region
 _HALF = Fraction(1, 2)
 
 
-def exact_fraction(value: object, name: str) -> Fraction:
-    """``value`` as an exact fraction; a float is read as its shortest decimal (0.8 -> 4/5)."""
+def exact_fraction(value: object, name: str, *, decimal: bool = True) -> Fraction:
+    """``value`` as an exact fraction; a float is read as its shortest decimal (0.8 -> 4/5), or with
+    ``decimal=False`` as the binary number it is (for computed bounds, which must not move)."""
     if isinstance(value, Fraction):
         return value
     if isinstance(value, int):
@@ -67,7 +68,7 @@ def exact_fraction(value: object, name: str) -> Fraction:
         raise ProbeError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(f):
         raise ProbeError(f"{name} must be finite, got {value!r}")
-    return Fraction(repr(f))
+    return Fraction(repr(f)) if decimal else Fraction(f)
 
 
 def _check(keep: object, alphabet: object) -> tuple[Fraction, int]:
@@ -185,7 +186,7 @@ def substitution_radius(p_lower: object, *, keep: object, alphabet: int, max_rad
     1
     """
     a, k = _check(keep, alphabet)
-    p = exact_fraction(p_lower, "p_lower")
+    p = exact_fraction(p_lower, "p_lower", decimal=False)
     if max_radius is None and p >= 1:
         raise ProbeError("p_lower = 1 certifies every radius; pass max_radius (the sequence length)")
     r = 0
