@@ -270,8 +270,8 @@ class DiscreteSmoothing:
         for start in range(0, total, step):
             stop = min(start + step, total)
             rows = torch.arange(start, stop, device=x.device) // n
-            noisy = self._noise(codes[rows], mutable[rows], enc, generator)
-            y = forward(m, encode_batch(enc, noisy, x.dtype, x[rows] if enc.kind == "bits" else None), check=False)
+            first, last = start // n, (stop - 1) // n
+            y = forward(m, self._batch(x, codes, mutable, rows, first, last, enc, generator), check=False)
             if y.dim() == 1:
                 y = y[:, None]
             if out is None:
@@ -280,6 +280,20 @@ class DiscreteSmoothing:
             pred = y.argmax(1) if y.shape[1] > 1 else (y[:, 0] > 0).long()
             out.view(-1).index_add_(0, rows * k + pred, torch.ones_like(pred))
         return out
+
+    def _batch(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
+               last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
+        """One batch of noisy inputs for the inputs ``rows``; a batch of one input broadcasts it, no gather."""
+        b = len(rows)
+        if first == last:
+            c, mut = codes[first].expand(b, -1), mutable[first].expand(b, -1)
+        else:
+            c, mut = codes[rows], mutable[rows]
+        noisy = self._noise(c, mut, enc, generator)
+        like = None
+        if enc.kind == "bits":
+            like = x[first].expand((b,) + tuple(x.shape[1:])) if first == last else x[rows]
+        return encode_batch(enc, noisy, x.dtype, like)
 
     def _generator(self, dev: torch.device) -> torch.Generator:
         return torch.Generator(device=dev).manual_seed(int(self.seed))
@@ -423,6 +437,18 @@ class SubstitutionSmoothing(DiscreteSmoothing):
     def _noise(self, codes: torch.Tensor, mutable: torch.Tensor, enc: SymbolEncoding,
                generator: torch.Generator) -> torch.Tensor:
         return substitute(codes, mutable, float(self.keep), enc.alphabet, generator)
+
+    def _batch(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
+               last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
+        if enc.kind != "bits":
+            return super()._batch(x, codes, mutable, rows, first, last, enc, generator)
+        # bits: flip in place of the values, with no symbol codes (the same law as substitute() for K = 2)
+        b = len(rows)
+        flat = x.reshape(len(x), -1)
+        xb = flat[first].expand(b, -1) if first == last else flat[rows]
+        mut = mutable[first].expand(b, -1) if first == last else mutable[rows]
+        u = torch.rand(xb.shape, generator=generator, device=x.device)
+        return torch.where((u >= float(self.keep)) & mut, 1 - xb, xb).reshape((b,) + tuple(x.shape[1:]))
 
     def _radius(self, p_lower: float, positions: int, enc: SymbolEncoding) -> int:
         return substitution_radius(p_lower, keep=self.keep, alphabet=enc.alphabet, max_radius=positions)

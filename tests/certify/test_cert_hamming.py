@@ -296,6 +296,18 @@ def test_masked_features_keep_their_values():
     assert (cert.label == 1).all() and (cert.counts[:, 0] == 0).all()
 
 
+def test_bits_space_meets_the_space_contract():
+    from probe.testing import check_space
+
+    x0 = torch.randint(0, 2, (5, 9)).double()
+    check_space(probe.Bits(), x0)
+    mask = torch.zeros(9, dtype=torch.bool)
+    mask[0] = True
+    x0[:, 0] = 0.37                                    # a masked feature may hold any value
+    check_space(probe.Bits(mask=mask), x0)
+    assert probe.Bits().distance(x0, 1 - x0).tolist() == [9.0] * 5
+
+
 def test_hamming_inputs_are_checked():
     with pytest.raises(ProbeError, match="one-hot"):
         certified_radius(nn.Linear(8, 2), torch.rand(2, 4, 2), norm="hamming")
