@@ -12,7 +12,7 @@ from probe.testing import exact_hamming_radius
 
 def _exact(model, feats, table, max_radius):
     X = feats.X[torch.as_tensor(table.molecule.to_numpy().copy())]
-    Z = torch.cat([X, torch.as_tensor(table.threshold.to_numpy(), dtype=X.dtype)[:, None]], 1)
+    Z = torch.cat([X, torch.as_tensor(table.threshold.to_numpy().copy(), dtype=X.dtype)[:, None]], 1)
     mask = torch.zeros(Z.shape[1], dtype=torch.bool)
     mask[-1] = True
     return exact_hamming_radius(ThresholdDecision(model), Z, space=Bits(mask=mask), labels=torch.ones(len(Z)).long(),
