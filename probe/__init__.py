@@ -11,7 +11,7 @@ from .multimodal import FixedInputs, LateFusion, fix_inputs
 from .results import AttackResult, Attribution, Certificate, RobustnessCurve
 from .sensitivity import register_method as register_sensitivity_method
 from .sensitivity import sensitivity
-from .spaces import Box, OneHot, Space
+from .spaces import Bits, Box, OneHot, Space
 from .wasserstein import worst_case_risk
 
 __version__ = "0.1.0"
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ProbeError",
     "Criterion", "Misclassify", "TargetClass", "Threshold", "Shift",
-    "Space", "Box", "OneHot",
+    "Space", "Box", "OneHot", "Bits",
     "AttackResult", "Attribution", "RobustnessCurve", "Certificate",
     "minimal_perturbation", "sensitivity", "register_sensitivity_method", "robustness_curve", "wrap",
     "load_model",

@@ -12,7 +12,7 @@ import torch
 from .errors import ProbeError
 from .norms import check_norm, lp_norm
 
-__all__ = ["Space", "Box", "OneHot", "as_space"]
+__all__ = ["Space", "Box", "OneHot", "Bits", "as_space"]
 
 
 class Space:
@@ -219,6 +219,53 @@ class OneHot(Space):
 
     def __repr__(self) -> str:
         return f"OneHot(axis={self.axis}{'' if self.mask is None else ', masked'})"
+
+
+class Bits(Space):
+    """Binary feature vectors (fingerprints) of shape (N, F): a change is a bit flip, distance counts flips.
+
+    Parameters
+    ----------
+    mask : bool torch.Tensor of shape (F,) or (N, F), optional
+        True at features that may not change; they may hold any value (descriptors beside the bits of a
+        fingerprint, for instance). Every other feature must be 0 or 1.
+    """
+
+    continuous = False
+    default_norm = "l0"
+
+    def __init__(self, mask: object = None):
+        self.mask = None if mask is None else torch.as_tensor(mask, dtype=torch.bool)
+
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return torch.zeros(x.shape[1:], dtype=torch.bool, device=x.device).expand_as(x)
+        try:
+            return self.mask.to(x.device).expand_as(x)
+        except RuntimeError:
+            raise ProbeError(f"Bits mask of shape {tuple(self.mask.shape)} does not fit inputs of shape "
+                             f"{tuple(x.shape)}") from None
+
+    def validate(self, x0: torch.Tensor) -> None:
+        bad = ~((x0 == 0) | (x0 == 1)) & ~self._mask(x0)
+        if bad.any():
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            raise ProbeError(f"input {idx[0]} holds {x0[idx].item():g} at feature {idx[1:]}; Bits features are "
+                             "0 or 1 (mask the features that are not bits)")
+
+    def project(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(self._mask(x), x0, (x > 0.5).to(x))
+
+    def select(self, index: torch.Tensor) -> Bits:
+        if self.mask is None or self.mask.dim() < 2:
+            return self
+        return Bits(mask=self.mask[index.to(self.mask.device)])
+
+    def distance(self, x0: torch.Tensor, x: torch.Tensor, norm: str | None = None) -> torch.Tensor:
+        return (x != x0).flatten(1).sum(1).to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"Bits({'' if self.mask is None else 'masked'})"
 
 
 def as_space(space: Space | None) -> Space:

@@ -163,6 +163,8 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                                     "neighbour_success", "crossing", "crossing_prediction"]].to_dict())}
                 for k in range(len(idx))}
             sh.neighbours.to_csv(out / "descriptor_shift_neighbours.csv", index=False)
+    if differentiable and any(n.startswith("morgan_") for n in feats.names):
+        summary["bit_flips"] = _bit_flips(model, feats, idx, args, out)
     summary["counterfactuals"] = _counterfactuals(model, feats.molecules, idx, maps.names, args, out, crit,
                                                   feats.featurizer)
 
@@ -206,6 +208,20 @@ def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
                             for k, i in enumerate(idx)]
     summary["descriptor_shifts"] = "skipped: a chemprop network reads molecular graphs, not descriptors"
     summary["counterfactuals"] = _counterfactuals(net, mols, idx, maps.names, args, out, _criterion(args), None)
+
+
+def _bit_flips(model, feats, idx, args, out: Path) -> dict | str:
+    """Certified fingerprint bit flips under which each molecule keeps the criterion's side (descriptors fixed)."""
+    from .bitflips import certify_bit_flips
+
+    try:
+        flips = certify_bit_flips(model, feats, idx, threshold=args.threshold, delta=args.delta,
+                                  n=1_000 if args.quick else 10_000)
+    except ProbeError as err:
+        return f"not certified: {err}"
+    flips.to_csv(out / "bit_flips.csv", index=False)
+    return {r.name: {"certified_flips": int(r.certified_flips), "smoothed_flips": int(r.smoothed_flips),
+                     "set_bits": int(r.set_bits)} for r in flips.itertuples()}
 
 
 def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:

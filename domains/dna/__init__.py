@@ -9,6 +9,7 @@ from .attribution import attribute, gradient_x_input, integrated_gradients, ism_
 from .edits import MinimalEdits, minimal_edits
 from .fimo import scan_motifs
 from .genome import Genome, centred_windows, read_bed, tile_genome
+from .hamming import hamming_report
 from .io import ALPHABET, IUPAC, Sequences, as_sequences, decode, one_hot, read_fasta, reverse_complement
 from .ism import saturation_mutagenesis
 from .models import fit, small_cnn
@@ -29,3 +30,4 @@ __all__ = [
     "predict_windows", "region_ism", "WindowStore", "MotifSet", "jaspar_motifs", "motif_set", "tomtom",
     "annotate_seqlets", "seqlet_pwm", "scan_motifs", "plot_window",
 ]
+__all__ += ["hamming_report"]

@@ -44,6 +44,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "without --fasta), a JASPAR CORE taxonomic group such as 'vertebrates' (the default with "
                         "--fasta) or 'plants@JASPAR2024', a MEME file, or JASPAR ids 'MA0139.2,MA0079.5'; all but "
                         "'demo' are compared by TomTom, with p- and q-values")
+    p.add_argument("--keep", type=float, default=0.9,
+                   help="substitution smoothing: probability a base is kept, for the certified Hamming radii "
+                        "(default 0.9)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -128,6 +131,7 @@ def _run(args: argparse.Namespace) -> dict:
         X, labels, names = X[keep], test.y[keep], [test.sequences.names[i] for i in keep]
         sites = test.sites
         site_mask = test.site_mask()[keep]
+        reference = (data.X, data.y)
         summary.update(source="generated promoters (JASPAR sites)", test_accuracy=round(acc, 4))
         criterion = Misclassify(labels)
     else:
@@ -141,6 +145,7 @@ def _run(args: argparse.Namespace) -> dict:
         names = list(seqs.names[:n_show or None])
         keep = np.arange(len(X))
         criterion = Misclassify()
+        reference = None
         summary.update(source=str(args.fasta))
     ism = saturation_mutagenesis(model, X)
     if ism.dim() == 4:
@@ -159,6 +164,9 @@ def _run(args: argparse.Namespace) -> dict:
         matched = annotate_seqlets(X, found, _motif_spec(spec), top_k=3)
         motif_cols = ["name", "start", "end", "rank", "motif", "matrix_id", "family", "p_value", "q_value", "strand"]
     matched.insert(1, "name", [names[i] for i in matched.sequence])
+    ham = _hamming(model, X, labels if reference is not None else None, reference, edits, args)
+    ham["name"] = names
+    ham.to_csv(out / "hamming.csv", index=False)
     table = edits.to_frame()
     table["name"] = [names[i] for i in table.sequence]  # the record names, as in summary.json
     table.to_csv(out / "edits.csv", index=False)
@@ -178,6 +186,7 @@ def _run(args: argparse.Namespace) -> dict:
         edits={names[i]: [f"{p}{r}>{a}" for p, r, a in edits.edits[i]] for i in range(len(X))},
         motifs=matched[motif_cols].astype(object).where(matched[motif_cols].notna(), None).to_dict(orient="records"),
     )
+    summary["hamming"] = _hamming_summary(ham, args.keep)
     if sites is not None:
         in_site = [bool(site_mask[i][p]) for i in range(len(X)) for p, _, _ in edits.edits[i]]
         planted = sites.groupby("sequence").factor.apply(set)
@@ -185,6 +194,40 @@ def _run(args: argparse.Namespace) -> dict:
         summary.update(fraction_edits_in_sites=round(float(np.mean(in_site)), 4) if in_site else None,
                        fraction_motifs_planted=round(float(np.mean(hits)), 4) if hits else None)
     return summary
+
+
+def _hamming(model: object, X: torch.Tensor, labels: object, reference: tuple | None, edits: object,
+             args: argparse.Namespace) -> object:
+    """Certified Hamming radii beside the edits found; smoothing alone for a model bound propagation can't read."""
+    import warnings
+
+    from .hamming import hamming_report
+
+    ref, ref_y = reference if reference is not None else (None, None)
+    options = dict(labels=labels, reference=ref, reference_labels=ref_y, keep=args.keep,
+                   n=2_000 if args.quick else 10_000, edits=edits, seed=args.seed)
+    try:
+        return hamming_report(model, X, methods=("positional",), **options)
+    except ProbeError as err:
+        warnings.warn(f"no deterministic Hamming certificate for this model ({err}); smoothing only", stacklevel=2)
+        return hamming_report(model, X, methods=(), **options)
+
+
+def _hamming_summary(ham: object, keep: float) -> dict:
+    def median(col: str) -> float | None:
+        if col not in ham or ham[col].isna().all():
+            return None
+        return float(np.nanmedian(ham[col].to_numpy(dtype=float)))
+
+    return {"keep": keep, "median_smoothed_radius": median("smoothed_radius"),
+            "median_certified_radius": median("certified_positional"),
+            "fraction_exact_radius_at_least_1": round(float((ham["exact_radius"] >= 1).mean()), 4),
+            "median_edits_found": median("edits_found"), "median_ceiling": median("ceiling"),
+            "radii": {str(r["name"]): {"smoothed": int(r["smoothed_radius"]),
+                                       "certified": int(r["certified_positional"]) if "certified_positional" in r
+                                       else None,
+                                       "edits_found": None if np.isnan(r["edits_found"]) else int(r["edits_found"])}
+                      for _, r in ham.iterrows()}}
 
 
 COMMAND = Command(name="dna", help="DNA models: ISM, minimal edits, attributions, JASPAR motifs, logos",

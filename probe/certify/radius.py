@@ -43,7 +43,7 @@ def _margin_spec(labels: torch.Tensor, k: int) -> torch.Tensor:
 def certified_radius(model: object, x: object, *, norm: str = "linf", method: str = "crown", labels: object = None,
                      tolerance: float | None = None, output: int | None = None, eps_max: float | None = None,
                      steps: int = 25, batch_size: int | None = 256, device: str | torch.device | None = None,
-                     **options: object) -> torch.Tensor:
+                     space: object = None, **options: object) -> torch.Tensor:
     r"""Largest budget, per input, within which ``method`` proves the prediction (or output) stable.
 
     Parameters
@@ -51,8 +51,12 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
     model : torch.nn.Module
     x : torch.Tensor, shape (N, ...)
         Inputs; never modified.
-    norm : {"linf", "l2", "l1"}, default "linf"
-    method : {"crown", "ibp", "sdp", "lipschitz", "smoothing"} or a registered bound method, default "crown"
+    norm : {"linf", "l2", "l1", "hamming"}, default "linf"
+        ``"hamming"``: the number of substituted positions of a ``OneHot`` or ``Bits`` input
+        (:mod:`probe.certify.hamming`); the radii are integers.
+    method : {"crown", "ibp", "sdp", "lipschitz", "smoothing", "ablation"} or a registered bound method, default "crown"
+        With ``norm="hamming"``: a bound method, ``"smoothing"`` (substitution smoothing, needs
+        ``keep=``) or ``"ablation"`` (randomized ablation, needs ``kept=``).
     labels : array-like of int, shape (N,), optional
         Classes to certify; default the model's predictions. Inputs whose clean prediction
         differs from the label get radius 0.
@@ -66,6 +70,8 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
         Bisection steps (relative resolution 2**-steps of the bracket).
     batch_size : int or None, default 256
     device : str or torch.device, optional
+    space : probe.OneHot or probe.Bits, optional
+        ``norm="hamming"`` only: how the inputs hold symbols and which positions may change (default ``OneHot()``).
     **options
         Passed to the method: ``lipschitz`` (a float or LipschitzBound) or ``input_shape`` for
         "lipschitz"; ``sigma``, ``n0``, ``n``, ``alpha`` for "smoothing"; ``intermediate`` for "crown";
@@ -74,8 +80,10 @@ def certified_radius(model: object, x: object, *, norm: str = "linf", method: st
     Returns
     -------
     torch.Tensor, shape (N,)
-        Certified radii (0 where nothing is certified).
+        Certified radii (0 where nothing is certified); int64 for ``norm="hamming"``.
     """
+    if str(norm).lower() in ("hamming", "l0"):
+        return _hamming(model, x, method, labels, space, batch_size, device, options)
     norm = check_norm(norm)
     dev = resolve_device(device, model, x)
     x = as_input(x, device=dev)
@@ -181,3 +189,25 @@ def _smoothing_radius(model: object, x: torch.Tensor, norm: str, labels: object,
         y = torch.as_tensor(labels, device=dev).long().reshape(-1)
         radius = torch.where(cert.label == y, radius, torch.zeros_like(radius))
     return radius
+
+
+def _hamming(model: object, x: object, method: str, labels: object, space: object, batch_size: int | None,
+             device: str | torch.device | None, options: dict) -> torch.Tensor:
+    if method in ("smoothing", "ablation"):
+        from .ablation import RandomizedAblation
+        from .substitution import SubstitutionSmoothing
+
+        need = "keep" if method == "smoothing" else "kept"
+        if need not in options:
+            raise ProbeError(f"method={method!r} with norm='hamming' needs {need}=")
+        cls = SubstitutionSmoothing if method == "smoothing" else RandomizedAblation
+        cert = cls(model, space=space, device=device, **options).certify(x)
+        radius = cert.radius
+        if labels is not None:
+            y = torch.as_tensor(labels, device=radius.device).long().reshape(-1)
+            radius = torch.where(cert.label == y, radius, torch.zeros_like(radius))
+        return radius
+    from .hamming import hamming_radius
+
+    return hamming_radius(model, x, space=space, method=method, labels=labels, batch_size=batch_size,
+                          device=device, **options)

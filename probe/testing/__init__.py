@@ -2,6 +2,7 @@
 
 from ..features import TsiprasDistribution
 from .checks import check_attack, check_space, onehot_minimal_edits
+from .hamming import all_sequences, exact_hamming_radius, exact_substitution_probabilities
 from .problems import (
     AffineClassifier,
     AffineRegressor,
@@ -15,4 +16,5 @@ from .syncs import PROXY_SYNCS, HostSyncCounter, count_host_syncs
 __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_threshold_distance", "probability_box",
            "check_attack", "check_space", "onehot_minimal_edits", "count_host_syncs", "HostSyncCounter",
            "PROXY_SYNCS", "digits_mlp",
-           "TsiprasDistribution"]
+           "TsiprasDistribution",
+           "exact_hamming_radius", "exact_substitution_probabilities", "all_sequences"]

@@ -9,6 +9,7 @@ callbacks; every function trains the model in place and returns a :class:`TrainR
 
 from .adversarial import adversarial
 from .dro import wasserstein_dro
+from .hamming import hamming_certified, substitution_noise
 from .lipschitz import layer_norms, lipschitz_budget, lipschitz_upper_bound, project_lipschitz
 from .loop import EpochLog, TrainResult, standard
 from .trades import trades
@@ -19,3 +20,4 @@ __all__ = [
     "TrainResult", "EpochLog",
     "wasserstein_dro",
 ]
+__all__ += ["substitution_noise", "hamming_certified"]
