@@ -23,17 +23,22 @@ __all__ = ["ORACLES", "make_calculator", "CalculatorOracle", "PySCFCalculator", 
 
 
 @contextlib.contextmanager
-def oracle_threads(threads: int = 1) -> Iterator[None]:
+def oracle_threads(threads: int = 1, controller: Any = None) -> Iterator[None]:
     """Limit OpenMP and BLAS threads (every loaded runtime, through threadpoolctl) for a block.
 
-    Without threadpoolctl installed the block runs as it is.
+    Parameters
+    ----------
+    threads : int, default 1
+    controller : threadpoolctl.ThreadpoolController, optional
+        The runtimes to limit, found once (finding them costs milliseconds, more than a small
+        oracle call); ``None``: look them up now. Without threadpoolctl the block runs as it is.
     """
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         yield
         return
-    with threadpool_limits(limits=int(threads)):
+    with (controller or ThreadpoolController()).limit(limits=int(threads)):
         yield
 
 
@@ -53,16 +58,30 @@ class ThreadLimited(Calculator):
         super().__init__(**kwargs)
         self.calculator = calculator
         self.threads = int(threads)
+        self._controller = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
         super().calculate(atoms, properties, system_changes)
-        with oracle_threads(self.threads):
+        if self._controller is None:  # after the wrapped calculator's libraries are loaded
+            self._controller = _controller()
+        with oracle_threads(self.threads, self._controller):
             energy = float(self.calculator.get_potential_energy(self.atoms))
             forces = np.array(self.calculator.get_forces(self.atoms))
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_controller": None}
+
     def __repr__(self) -> str:
         return f"ThreadLimited({self.calculator!r}, threads={self.threads})"
+
+
+def _controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
 
 
 def _emt(**options: Any) -> Calculator:
@@ -97,10 +116,15 @@ class PySCFCalculator(Calculator):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method, self.basis, self.charge, self.spin = method.lower(), basis, int(charge), int(spin)
+        self._controller = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
         super().calculate(atoms, properties, system_changes)
-        with oracle_threads(1):
+        import pyscf  # noqa: F401  (its libraries loaded before the thread limits are looked up)
+
+        if self._controller is None:
+            self._controller = _controller()
+        with oracle_threads(1, self._controller):
             self._calculate()
 
     def _calculate(self) -> None:
