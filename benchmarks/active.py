@@ -158,7 +158,7 @@ def _triggers(steps: int, levels: tuple) -> dict:
     for tol in (0.02, 0.05, 0.1):
         out[("energy-rate", f"tol={tol}")] = energy_rate_trigger(tol)
         out[("hybrid", f"tol={tol}")] = hybrid_trigger(tol, floor=levels[0], warmup=5, calibration="rate")
-    for budget in (0.2, 0.4, 0.8):
+    for budget in (0.2, 0.4):
         out[("budget", f"B={budget}")] = energy_budget_trigger(budget, steps, calibration="rate")
     for lo in levels:
         out[("max-force-dev", f"lo={lo}")] = max_force_deviation_trigger(lo, 3 * lo)

@@ -22,11 +22,11 @@ def _contents(path):
 def test_warm_updates_resume_exactly(tmp_path):
     trig = hybrid_trigger(0.02, floor=0.1, warmup=3)
     kw = dict(oracle="emt", seed=4, bootstrap=True, **TINY)
-    full = run_onthefly(load_system("cu13"), trig, steps=14, store=tmp_path / "a.sqlite", **kw)
+    full = run_onthefly(load_system("cu13"), trig, steps=10, store=tmp_path / "a.sqlite", **kw)
     assert full.result.n_labels > TINY["n_initial"] + 2
     assert "floor" in set(full.result.events["reason"])  # the warm-up floor labelled
-    run_onthefly(load_system("cu13"), trig, steps=7, store=tmp_path / "b.sqlite", **kw)
-    resumed = run_onthefly(load_system("cu13"), trig, steps=14, store=tmp_path / "b.sqlite", **kw)
+    run_onthefly(load_system("cu13"), trig, steps=5, store=tmp_path / "b.sqlite", **kw)
+    resumed = run_onthefly(load_system("cu13"), trig, steps=10, store=tmp_path / "b.sqlite", **kw)
     assert resumed.result.reused > 0
     assert _contents(tmp_path / "a.sqlite") == _contents(tmp_path / "b.sqlite")
     np.testing.assert_array_equal(resumed.result.history["sigma_dE"], full.result.history["sigma_dE"])
