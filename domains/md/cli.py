@@ -39,7 +39,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "(on the energy rate or the force components; default none: the raw spread)")
     p.add_argument("--trust-lo", type=float, default=None, help="max-force-deviation trust_lo, eV/A")
     p.add_argument("--trust-hi", type=float, default=None, help="max-force-deviation trust_hi, eV/A")
-    p.add_argument("--device", default=None, help="torch device of the committee (default: CUDA if available)")
+    p.add_argument("--device", default=None, help="torch device of the committee (default: the CPU)")
 
 
 def _oracle(args: argparse.Namespace) -> str:

@@ -172,3 +172,17 @@ def test_a_committee_of_mace_models_drives_the_loop():
     assert len(h) == 2 and (h["sigma_dE"] > 0).all() and len(run.result.events) >= 1
     pred = as_committee(calcs).predict(run.frames[-1][2], atoms.numbers)  # deterministic members
     assert h["energy"].iloc[-1] == pytest.approx(float(pred.energy.mean()), rel=1e-10)
+
+
+def test_any_committee_is_an_ase_calculator():
+    from domains.md.calculator import EnsembleCalculator
+
+    atoms = load_system("cu13")
+    atoms.calc = EnsembleCalculator(lj_committee())
+    energies = []
+    for calc in lj_committee():
+        a = atoms.copy()
+        a.calc = calc
+        energies.append(a.get_potential_energy())
+    assert atoms.get_potential_energy() == pytest.approx(np.mean(energies), rel=1e-12)
+    assert atoms.calc.results["member_forces"].shape == (3, 13, 3)
