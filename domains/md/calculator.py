@@ -7,7 +7,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from probe.errors import ProbeError
 
-from .potential import EnsemblePotential
+from .committee import Committee, as_committee
 
 __all__ = ["EnsembleCalculator"]
 
@@ -25,8 +25,10 @@ class EnsembleCalculator(Calculator):
 
     Parameters
     ----------
-    potential : EnsemblePotential
-        Shared, not copied: retraining it changes what this calculator returns after ``reset()``.
+    potential : Committee
+        An :class:`~domains.md.potential.EnsemblePotential` or anything
+        :func:`domains.md.committee.as_committee` accepts. Shared, not copied: retraining it changes
+        what this calculator returns after ``reset()``.
 
     Raises
     ------
@@ -38,18 +40,18 @@ class EnsembleCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std",
                               "max_force_deviation", "member_energies", "member_forces"]
 
-    def __init__(self, potential: EnsemblePotential, **kwargs: object) -> None:
+    def __init__(self, potential: Committee, **kwargs: object) -> None:
         super().__init__(**kwargs)
-        self.potential = potential
+        self.potential = as_committee(potential)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
         super().calculate(atoms, properties, system_changes)
         if self.atoms.pbc.any():
             raise ProbeError(f"periodic boundary conditions {self.atoms.pbc.tolist()} are not supported; "
                              "the potential is for isolated molecules and clusters")
-        pred = self.potential.energy_and_forces(self.atoms.get_positions(), self.atoms.numbers)
-        energies = pred.energy[:, 0].cpu().numpy()
-        forces = pred.forces[:, 0].cpu().numpy()
+        pred = self.potential.predict(self.atoms.get_positions(), self.atoms.numbers)
+        energies = pred.energy[:, 0].double().cpu().numpy()
+        forces = pred.forces[:, 0].double().cpu().numpy()
         mean_f = forces.mean(0)
         dev = np.sqrt(((forces - mean_f) ** 2).sum(-1).mean(0))
         self.results = {

@@ -23,7 +23,7 @@ def markdown_table(table: object) -> str:
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from .onthefly import SYSTEMS
+    from .systems import SYSTEMS
 
     p.add_argument("--system", choices=sorted(SYSTEMS), default=None,
                    help="starting structure (default: ethanol; cu13 with --quick)")
@@ -39,7 +39,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "(on the energy rate or the force components; default none: the raw spread)")
     p.add_argument("--trust-lo", type=float, default=None, help="max-force-deviation trust_lo, eV/A")
     p.add_argument("--trust-hi", type=float, default=None, help="max-force-deviation trust_hi, eV/A")
-    p.add_argument("--device", default=None, help="torch device of the committee (default: CUDA if available)")
+    p.add_argument("--device", default=None, help="torch device of the committee (default: the CPU)")
 
 
 def _oracle(args: argparse.Namespace) -> str:
@@ -47,7 +47,7 @@ def _oracle(args: argparse.Namespace) -> str:
         return args.oracle
     if args.quick:
         return "emt"
-    # look, do not import: tblite must be imported after OMP_NUM_THREADS is set (domains.md.oracles does it)
+    # look, do not import: importing tblite costs time and is only needed when it runs
     if importlib.util.find_spec("tblite") is None:
         warnings.warn("tblite is not installed; falling back to the EMT oracle", stacklevel=2)
         return "emt"
@@ -69,7 +69,8 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .onthefly import compare_triggers, load_system
+    from .comparison import compare_triggers
+    from .systems import load_system
     from .triggers import energy_rate_trigger, max_force_deviation_trigger
 
     out = Path(args.out)

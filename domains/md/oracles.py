@@ -1,14 +1,15 @@
 """Reference calculators used as oracles: ASE's EMT, GFN2-xTB through tblite, PySCF.
 
-All are ASE calculators. OpenMP is limited to one thread before tblite or PySCF is
-imported (``OMP_NUM_THREADS=1``): parallelism comes from running several oracle calls at
-once through an executor, and nested OpenMP threads would oversubscribe the cores.
+All are ASE calculators. tblite and PySCF compute on one OpenMP/BLAS thread, for the duration
+of each calculation only (:func:`oracle_threads`; the process's environment is left as the caller
+set it): parallelism comes from running several oracle calls at once through an executor, and
+nested OpenMP threads would oversubscribe the cores.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,69 @@ from ase.units import Bohr, Hartree
 
 from probe.errors import ProbeError
 
-__all__ = ["ORACLES", "make_calculator", "CalculatorOracle", "PySCFCalculator"]
+__all__ = ["ORACLES", "make_calculator", "CalculatorOracle", "PySCFCalculator", "ThreadLimited", "oracle_threads"]
 
 
-def _single_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
+@contextlib.contextmanager
+def oracle_threads(threads: int = 1, controller: Any = None) -> Iterator[None]:
+    """Limit OpenMP and BLAS threads (every loaded runtime, through threadpoolctl) for a block.
+
+    Parameters
+    ----------
+    threads : int, default 1
+    controller : threadpoolctl.ThreadpoolController, optional
+        The runtimes to limit, found once (finding them costs milliseconds, more than a small
+        oracle call); ``None``: look them up now. Without threadpoolctl the block runs as it is.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with (controller or ThreadpoolController()).limit(limits=int(threads)):
+        yield
+
+
+class ThreadLimited(Calculator):
+    """An ASE calculator whose every calculation runs under :func:`oracle_threads`.
+
+    Parameters
+    ----------
+    calculator : ase.calculators.calculator.Calculator
+        Computes ``energy`` and ``forces``.
+    threads : int, default 1
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, calculator: Calculator, threads: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calculator = calculator
+        self.threads = int(threads)
+        self._controller = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
+        super().calculate(atoms, properties, system_changes)
+        if self._controller is None:  # after the wrapped calculator's libraries are loaded
+            self._controller = _controller()
+        with oracle_threads(self.threads, self._controller):
+            energy = float(self.calculator.get_potential_energy(self.atoms))
+            forces = np.array(self.calculator.get_forces(self.atoms))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_controller": None}
+
+    def __repr__(self) -> str:
+        return f"ThreadLimited({self.calculator!r}, threads={self.threads})"
+
+
+def _controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return None
+    return ThreadpoolController()
 
 
 def _emt(**options: Any) -> Calculator:
@@ -32,11 +91,10 @@ def _emt(**options: Any) -> Calculator:
 
 
 def _tblite(method: str = "GFN2-xTB", **options: Any) -> Calculator:
-    _single_thread()
     from tblite.ase import TBLite
 
     options.setdefault("verbosity", 0)
-    return TBLite(method=method, **options)
+    return ThreadLimited(TBLite(method=method, **options))
 
 
 class PySCFCalculator(Calculator):
@@ -58,10 +116,18 @@ class PySCFCalculator(Calculator):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.method, self.basis, self.charge, self.spin = method.lower(), basis, int(charge), int(spin)
+        self._controller = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # noqa: ANN001
         super().calculate(atoms, properties, system_changes)
-        _single_thread()
+        import pyscf  # noqa: F401  (its libraries loaded before the thread limits are looked up)
+
+        if self._controller is None:
+            self._controller = _controller()
+        with oracle_threads(1, self._controller):
+            self._calculate()
+
+    def _calculate(self) -> None:
         from pyscf import dft, gto, scf
 
         mol = gto.M(atom=[(s, tuple(p)) for s, p in zip(self.atoms.get_chemical_symbols(),
@@ -84,7 +150,6 @@ class PySCFCalculator(Calculator):
 
 
 def _pyscf(**options: Any) -> Calculator:
-    _single_thread()
     return PySCFCalculator(**options)
 
 

@@ -16,9 +16,10 @@ construction; forces are ``F = -dE/dR``. ``M`` such networks, differing in their
 initialisation, form the committee whose spread is the uncertainty (the committee of DP-GEN
 and i-PI); all members run in one vectorised call (:class:`probe.active.Ensemble`). Their
 forces share the descriptor Jacobian: ``F_m = -(dE_m/dG) . (dG/dR)`` with ``dG/dR`` written
-out analytically per atom pair and computed once per configuration, whatever ``M``; the
-reference path (:meth:`EnsemblePotential.energy_and_forces_loop`) runs each member as a
-complete potential with forces by automatic differentiation.
+out analytically per atom pair and computed once per configuration, whatever ``M``. This is
+the one derivative path: prediction, training (whose forces are the same written-out
+contraction) and the member-by-member baseline (:meth:`EnsemblePotential.energy_and_forces_loop`)
+all use it; automatic differentiation checks it in the tests.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ __all__ = ["SymmetryFunctions", "ElementMLP", "EnsemblePotential", "Prediction"]
 
 def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     """``0.5 (cos(pi r / r_c) + 1)`` inside the cutoff, 0 outside."""
-    # a mask product rather than torch.where keeps forward-mode differentiation on fast kernels
     return 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0) * (r < cutoff).to(r.dtype)
 
 
@@ -386,6 +386,20 @@ class Prediction:
 class EnsemblePotential(nn.Module):
     """A committee of Behler-Parrinello potentials for a fixed set of elements.
 
+    The members differ in their random initialisation (always) and, as options, in what each one
+    sees, so that their spread is less of a shared blind spot (members trained on the same labels
+    from the same features share much of their error):
+
+    - ``bootstrap``: member ``m`` weights label ``c`` by a count ``n_mc ~ Poisson(1)`` drawn once per
+      label (the online bootstrap of Oza & Russell, AISTATS 2001: resampling the labels with
+      replacement as they arrive), its loss the ``n_mc``-weighted mean;
+    - ``prior_scale``: randomized prior functions (Osband, Aslanides & Cassirer, NeurIPS 2018): member
+      ``m`` predicts ``NN_m(G) + beta P_m(G)`` with ``P_m`` an untrained network of the same shape,
+      frozen, so ``NN_m`` learns the labels minus its own prior and the members disagree where no
+      label pins them down;
+    - ``feature_fraction``: member ``m`` sees only a random subset of that fraction of the
+      descriptor channels (the random-subspace method, Ho, IEEE TPAMI 20, 832, 1998).
+
     Parameters
     ----------
     elements : sequence of int or str
@@ -397,52 +411,91 @@ class EnsemblePotential(nn.Module):
     cutoff : float, default 6.0
         Cutoff radius in Angstrom.
     seed : int, default 0
-        Member ``m`` is initialised with seed ``seed + m``.
+        Member ``m`` is initialised with seed ``seed + m``; priors, feature subsets and bootstrap
+        counts derive from ``seed`` too.
     device : str or torch.device, optional
-        ``None``: CUDA if available, else CPU.
+        ``None``: the CPU (move the potential, or pass ``"cuda"``, to use a GPU).
+    dtype : torch.dtype, default torch.float64
+        Of the parameters and the computation (``torch.float32`` for speed on a GPU).
     descriptor_options : dict, optional
         Passed to :class:`SymmetryFunctions`.
+    bootstrap : bool, default False
+    prior_scale : float, default 0.0
+        ``beta`` (0: no prior).
+    feature_fraction : float, default 1.0
+        In ``(0, 1]``.
     """
 
     def __init__(self, elements: Sequence[int | str], *, n_members: int = 4, hidden: int = 32, cutoff: float = 6.0,
-                 seed: int = 0, device: str | torch.device | None = None,
-                 descriptor_options: dict | None = None) -> None:
+                 seed: int = 0, device: str | torch.device | None = None, dtype: torch.dtype = torch.float64,
+                 descriptor_options: dict | None = None, bootstrap: bool = False, prior_scale: float = 0.0,
+                 feature_fraction: float = 1.0) -> None:
         super().__init__()
         numbers = sorted({chemical_symbols.index(e) if isinstance(e, str) else int(e) for e in elements})
         if not numbers or any(z <= 0 or z >= len(chemical_symbols) for z in numbers):
             raise ProbeError(f"elements must be known chemical elements, got {list(elements)}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ProbeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not 0 < feature_fraction <= 1:
+            raise ProbeError(f"feature_fraction must be in (0, 1], got {feature_fraction}")
+        if prior_scale < 0:
+            raise ProbeError(f"prior_scale must be non-negative, got {prior_scale}")
         self.numbers = tuple(numbers)
         self.hidden = int(hidden)
         self.n_members = int(n_members)
+        self.bootstrap = bool(bootstrap)
+        self.prior_scale = float(prior_scale)
+        self.feature_fraction = float(feature_fraction)
         self.descriptor = SymmetryFunctions(len(numbers), cutoff=cutoff, **(descriptor_options or {}))
-        self.ensemble = self._new_ensemble(seed)
         d = self.descriptor.dim
         self.register_buffer("g_mean", torch.zeros(d, dtype=torch.float64))
         self.register_buffer("g_std", torch.ones(d, dtype=torch.float64))
         self.register_buffer("e_shift", torch.zeros(len(numbers), dtype=torch.float64))
         self.register_buffer("e_scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-        self._cache: dict = {}
-        self.to(resolve_device(device))
+        self.register_buffer("feature_mask", torch.ones(self.n_members, d, dtype=torch.float64))
+        self._dtype = dtype
+        self._build(seed)
+        self.to(device=resolve_device(device), dtype=dtype)
 
-    def _new_ensemble(self, seed: int) -> Ensemble:
-        return Ensemble([ElementMLP(len(self.numbers), self.descriptor.dim, self.hidden, seed=seed + m)
-                         for m in range(self.n_members)], device="cpu")
+    def _build(self, seed: int) -> None:
+        self.seed = int(seed)
+        dim, s = self.descriptor.dim, len(self.numbers)
+        self.ensemble = Ensemble([ElementMLP(s, dim, self.hidden, seed=seed + m) for m in range(self.n_members)],
+                                 device="cpu")
+        self.prior = None
+        if self.prior_scale > 0:
+            self.prior = Ensemble([ElementMLP(s, dim, self.hidden, seed=seed + 7919 + m)
+                                   for m in range(self.n_members)], device="cpu").requires_grad_(False)
+        if self.feature_fraction < 1:
+            rng = np.random.default_rng([seed, 104729])
+            keep = max(1, round(self.feature_fraction * dim))
+            mask = np.zeros((self.n_members, dim))
+            for m in range(self.n_members):
+                mask[m, rng.choice(dim, keep, replace=False)] = 1.0
+            self.feature_mask = torch.as_tensor(mask)
+        self._cache: dict = {}
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._counts: dict[int, np.ndarray] = {}
 
     def reset(self, seed: int = 0) -> None:
         """Back to the untrained state: members re-initialised with seeds ``seed + m``, statistics cleared."""
         device = self.device
-        self.ensemble = self._new_ensemble(seed).to(device)
+        self._build(seed)
         self.g_mean.zero_()
         self.g_std.fill_(1.0)
         self.e_shift.zero_()
         self.e_scale.fill_(1.0)
         self.fitted.fill_(False)
-        self._cache.clear()
+        self.to(device=device, dtype=self._dtype)
 
     @property
     def device(self) -> torch.device:
         return self.g_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
 
     def species(self, numbers: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Map atomic numbers to element indices; ``ProbeError`` names an atom outside ``elements``."""
@@ -457,7 +510,7 @@ class EnsemblePotential(nn.Module):
 
     def _positions(self, positions: object) -> torch.Tensor:
         pos = torch.as_tensor(np.asarray(positions, dtype=np.float64) if not isinstance(positions, torch.Tensor)
-                              else positions).to(device=self.device, dtype=torch.float64)
+                              else positions).to(device=self.device, dtype=self._dtype)
         if pos.dim() == 2:
             pos = pos.unsqueeze(0)
         if pos.dim() != 3 or pos.shape[-1] != 3:
@@ -465,6 +518,22 @@ class EnsemblePotential(nn.Module):
         if not torch.isfinite(pos).all():
             raise ProbeError("positions hold a non-finite value")
         return pos
+
+    def _members(self, g: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Atomic outputs (M, B, N) and their gradients d/dG_norm (M, B, N, D) of every member, written out.
+
+        Differentiable with respect to the parameters (training), no backward pass needed for the forces.
+        """
+        if self.feature_fraction < 1:
+            mask = self.feature_mask[:, None, None, :]
+            atomic, grad = self.ensemble(g.unsqueeze(0) * mask, species, True, in_dims=(0, None, None))
+            grad = grad * mask
+        else:
+            atomic, grad = self.ensemble(g, species, True)
+        if self.prior is not None:
+            p_atomic, p_grad = self.prior(g, species, True)
+            atomic, grad = atomic + self.prior_scale * p_atomic, grad + self.prior_scale * p_grad
+        return atomic, grad
 
     def features(self, positions: object, numbers: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised descriptors and their Jacobian with respect to the positions.
@@ -474,61 +543,26 @@ class EnsemblePotential(nn.Module):
         G : torch.Tensor, shape (B, N, D)
             ``(G_raw - mean) / std`` with the statistics fixed at the first fit.
         J : torch.Tensor, shape (B, N, D, N, 3)
-            ``dG / dR`` by forward-mode differentiation (``vmap`` of ``torch.func.jvp`` over the 3N
-            coordinate directions).
+            ``dG / dR``, analytic (:meth:`SymmetryFunctions.forward_and_jacobian`).
         """
         species = self.species(numbers)
         pos = self._positions(positions).detach()
         if pos.shape[1] != species.shape[0]:
             raise ProbeError(f"positions have {pos.shape[1]} atoms but numbers has {species.shape[0]}")
-        return self._features(pos, species)
-
-    def _normalised(self, pos: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        return (self.descriptor(pos, species) - self.g_mean) / self.g_std
-
-    def _features(self, pos: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n = pos.shape[1]
-        basis = torch.eye(3 * n, dtype=pos.dtype, device=pos.device).reshape(3 * n, n, 3)
-        gs, jacs = [], []
-        for p in pos:
-            def one(q: torch.Tensor) -> torch.Tensor:
-                return self._normalised(q.unsqueeze(0), species)[0]
-
-            def tangent(t: torch.Tensor, p: torch.Tensor = p) -> tuple[torch.Tensor, torch.Tensor]:
-                return torch.func.jvp(one, (p,), (t,))
-
-            g, jac = torch.vmap(tangent)(basis)  # (3N, N, D) each: one forward-mode pass per coordinate
-            gs.append(g[0])
-            jacs.append(jac.permute(1, 2, 0).reshape(n, -1, n, 3))
-        return torch.stack(gs).detach(), torch.stack(jacs).detach()
-
-    def _member_gradients(self, g: torch.Tensor, species: torch.Tensor,
-                          create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Energies (M, B) and dE_m/dG (M, B, N, D) of all members in one vectorised pass."""
-        m = self.ensemble.n_members
-        with torch.enable_grad():
-            gm = g.detach().unsqueeze(0).repeat(m, 1, 1, 1).requires_grad_(True)
-            atomic = self.ensemble(gm, species, in_dims=(0, None))  # (M, B, N)
-            energy = self.e_scale * atomic.sum(-1) + self.e_shift[species].sum()
-            # member m's energy depends on gm[m] only, so this is dE_m/dG for every m at once
-            (de_dg,) = torch.autograd.grad(energy.sum(), gm, create_graph=create_graph)
-        return energy, de_dg
-
-    def _predict_cached(self, g: torch.Tensor, jac: torch.Tensor, species: torch.Tensor) -> Prediction:
-        """Differentiable prediction from stored descriptors and Jacobians (training)."""
-        energy, de_dg = self._member_gradients(g, species, create_graph=True)
-        return Prediction(energy=energy, forces=-torch.einsum("mbnd,bndjx->mbjx", de_dg, jac))
+        with torch.no_grad():
+            g, jac = self.descriptor.forward_and_jacobian(pos, species)
+            std = self.g_std.to(g.dtype)
+            return (g - self.g_mean.to(g.dtype)) / std, jac / std[:, None, None]
 
     def energy_and_forces(self, positions: object, numbers: Sequence[int]) -> Prediction:
         """Energies and forces of every member in one vectorised call.
 
         The descriptor ``G(R)`` and its Jacobian ``dG/dR`` are computed once for all members,
-        analytically (:meth:`SymmetryFunctions.forward_and_jacobian`); the members' networks run
-        under ``vmap`` and give ``dE_m/dG`` for all ``m`` in one backward pass through the
-        networks alone; one contraction then gives every member's forces,
-        ``F_m = -(dE_m/dG) . (dG/dR)``, so the cost of the forces hardly grows with ``M``.
-        Configurations are processed in chunks that keep the per-triplet terms within about
-        64 MiB.
+        analytically (:meth:`SymmetryFunctions.pair_gradients`); the members' networks run under
+        ``vmap`` with their input gradients ``dE_m/dG`` written out in the same call; one
+        contraction then gives every member's forces, ``F_m = -(dE_m/dG) . (dG/dR)``, so the cost
+        of the forces hardly grows with ``M``. Configurations are processed in chunks that keep the
+        per-triplet terms within about 64 MiB.
 
         Parameters
         ----------
@@ -540,7 +574,7 @@ class EnsemblePotential(nn.Module):
         Returns
         -------
         Prediction
-            ``energy`` (M, B) in eV, ``forces`` (M, B, N, 3) in eV/A.
+            ``energy`` (M, B) in eV, ``forces`` (M, B, N, 3) in eV/A, in the potential's dtype.
         """
         species = self.species(numbers)
         pos = self._positions(positions).detach().clone()
@@ -550,12 +584,15 @@ class EnsemblePotential(nn.Module):
         with torch.no_grad():  # no backward pass anywhere: derivatives are written out
             for chunk in torch.split(pos, self._chunk_size(pos.shape[1])):
                 g, gradients = self.descriptor.pair_gradients(chunk, species)
-                g = (g - self.g_mean) / self.g_std
-                atomic, dnn_dg = self.ensemble(g, species, True)  # (M, B, N), (M, B, N, D): all members at once
+                atomic, dnn_dg = self._members((g - self.g_mean) / self.g_std, species)
                 energies.append(self.e_scale * atomic.sum(-1) + self.e_shift[species].sum())
                 # dE_m/dG_norm / std = dE_m/dG_raw: the raw derivatives serve every member
                 forces.append(-self.descriptor.pullback(gradients, species, (self.e_scale / self.g_std) * dnn_dg))
         return Prediction(energy=torch.cat(energies, 1), forces=torch.cat(forces, 1))
+
+    def predict(self, positions: object, numbers: Sequence[int]) -> Prediction:
+        """The committee call (:class:`domains.md.committee.Committee`): :meth:`energy_and_forces`."""
+        return self.energy_and_forces(positions, numbers)
 
     def _chunk_size(self, n_atoms: int) -> int:
         # about six per-triplet tensors of N^3 x channels values each are alive per configuration:
@@ -565,38 +602,40 @@ class EnsemblePotential(nn.Module):
 
     def energy_and_forces_loop(self, positions: object, numbers: Sequence[int], *,
                                members: Sequence[nn.Module] | None = None) -> Prediction:
-        """The same as :meth:`energy_and_forces` by a Python loop over members (reference path).
+        """The same as :meth:`energy_and_forces` by a Python loop over members (the baseline).
 
-        Each member is a complete stand-alone potential (descriptor, network, reverse-mode
-        backward pass), as when M independently trained potentials run one after another.
-        ``members`` (from ``self.ensemble.members()``) may be passed to avoid rebuilding them.
+        Each member runs as a complete stand-alone potential (descriptor, its Jacobian, network,
+        contraction), as when M independently trained potentials run one after another.
+        ``members`` (from ``self.ensemble.members()``) may be passed to avoid rebuilding them. Only
+        for committees of plain members (no prior, all features).
         """
+        if self.prior is not None or self.feature_fraction < 1:
+            raise ProbeError("energy_and_forces_loop covers committees without priors or feature subsets")
         species = self.species(numbers)
-        pos0 = self._positions(positions)
+        pos = self._positions(positions).detach()
         energies, forces = [], []
-        for member in members if members is not None else self.ensemble.members():
-            pos = pos0.detach().clone().requires_grad_(True)
-            with torch.enable_grad():
-                g = (self.descriptor(pos, species) - self.g_mean) / self.g_std
-                e = self.e_scale * member(g, species).sum(-1) + self.e_shift[species].sum()
-                (grad,) = torch.autograd.grad(e.sum(), pos)
-            energies.append(e.detach())
-            forces.append(-grad)
+        with torch.no_grad():
+            for member in members if members is not None else self.ensemble.members():
+                g, gradients = self.descriptor.pair_gradients(pos, species)
+                atomic, dnn_dg = member((g - self.g_mean) / self.g_std, species, True)
+                energies.append(self.e_scale * atomic.sum(-1) + self.e_shift[species].sum())
+                cot = ((self.e_scale / self.g_std) * dnn_dg).unsqueeze(0)
+                forces.append(-self.descriptor.pullback(gradients, species, cot)[0])
         return Prediction(energy=torch.stack(energies), forces=torch.stack(forces))
 
     # -- training ---------------------------------------------------------------------------------
     def _cached_features(self, pos: torch.Tensor, species: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # descriptors and Jacobians of labelled configurations never change once the
-        # normalisation is fixed, so each is computed once and kept
+        # normalisation is fixed, so each is computed once and kept (one entry per label)
         out_g, out_j = [], []
         for p in pos:
             key = (species.cpu().numpy().tobytes(), p.cpu().numpy().tobytes())
             if key not in self._cache:
-                self._cache[key] = self._features(p.unsqueeze(0), species)
+                self._cache[key] = self.descriptor.forward_and_jacobian(p.unsqueeze(0), species)
             g, j = self._cache[key]
             out_g.append(g)
             out_j.append(j)
-        return torch.cat(out_g), torch.cat(out_j)
+        return (torch.cat(out_g) - self.g_mean) / self.g_std, torch.cat(out_j)
 
     def _normalise(self, groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
         with torch.no_grad():
@@ -606,7 +645,7 @@ class EnsemblePotential(nn.Module):
             self.g_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
             counts = torch.cat([torch.nn.functional.one_hot(s, len(self.numbers)).sum(0).to(torch.float64)
                                 .expand(e.shape[0], -1) for _, s, e, _ in groups])
-            energies = torch.cat([e for _, _, e, _ in groups])
+            energies = torch.cat([e.to(torch.float64) for _, _, e, _ in groups])
             # per-element reference energies: least squares (minimum norm for a single composition)
             shift = torch.linalg.lstsq(counts.cpu(), energies.cpu().unsqueeze(-1), driver="gelsd").solution
             self.e_shift.copy_(shift.squeeze(-1).to(self.device))
@@ -615,24 +654,49 @@ class EnsemblePotential(nn.Module):
             self.fitted.fill_(True)
             self._cache.clear()
 
+    def bootstrap_counts(self, n_labels: int) -> np.ndarray:
+        """Each member's count of each label, shape (M, n_labels): ``Poisson(1)`` per label, drawn once.
+
+        Label ``c``'s counts come from ``numpy.random.default_rng([seed, c])``, so they do not change
+        as labels arrive. A member whose counts are all zero (a chance event on the first few labels)
+        counts every label once. All ones without ``bootstrap``.
+        """
+        if not self.bootstrap:
+            return np.ones((self.n_members, n_labels))
+        for c in range(n_labels):
+            if c not in self._counts:
+                self._counts[c] = np.random.default_rng([self.seed, 7, c]).poisson(1.0, self.n_members)
+        counts = np.stack([self._counts[c] for c in range(n_labels)], axis=1).astype(np.float64)
+        counts[counts.sum(1) == 0] = 1.0
+        return counts
+
     def fit(self, configurations: Sequence[tuple[np.ndarray, np.ndarray, float, np.ndarray]], *, steps: int = 200,
-            lr: float = 3e-3, force_weight: float = 1.0, seed: int = 0) -> list[float]:
+            lr: float = 3e-3, force_weight: float = 1.0, seed: int = 0, batch_size: int | None = None,
+            warm_optimizer: bool = False) -> list[float]:
         """Train every member on energies and forces (warm start; all members at once).
 
-        Loss per member ``L_m = mean_c ((E_mc - E_c) / N_c)^2 / a^2
-        + w_F mean_{c,i,x} (F_mcix - F_cix)^2 / a^2`` with ``a`` the force scale fixed at
-        the first fit; Adam on the stacked parameters of all members (their losses summed,
-        so each member's gradient is its own).
+        Loss per member ``L_m = sum_c n_mc [((E_mc - E_c) / N_c)^2 + w_F mean_{i,x} (F_mcix - F_cix)^2]
+        / (a^2 sum_c n_mc)`` with ``a`` the force scale fixed at the first fit and ``n_mc`` the
+        bootstrap counts (:meth:`bootstrap_counts`; all 1 without bootstrap); Adam on the stacked
+        parameters of all members (their losses summed, so each member's gradient is its own). The
+        forces are the written-out ones of :meth:`energy_and_forces` (no double backward).
 
         Parameters
         ----------
         configurations : sequence of (numbers (N,), positions (N, 3), energy, forces (N, 3))
+            In the order they were labelled (the bootstrap counts follow the index).
         steps : int, default 200
-            Full-batch Adam steps.
+            Adam steps.
         lr : float, default 3e-3
         force_weight : float, default 1.0
         seed : int, default 0
-            Seeds the (otherwise unused) global generator so fitting is reproducible.
+            Seeds the private generator that draws the minibatches.
+        batch_size : int, optional
+            Configurations per step: the newest one and a uniform sample of the others
+            (``None``: all, full batch). Bounds the cost of a step whatever the number of labels.
+        warm_optimizer : bool, default False
+            Keep Adam's moment estimates from the previous fit (a warm-started update), instead of a
+            fresh optimiser.
 
         Returns
         -------
@@ -641,6 +705,8 @@ class EnsemblePotential(nn.Module):
         """
         if len(configurations) == 0:
             raise ProbeError("fit needs at least one labelled configuration")
+        if batch_size is not None and batch_size < 1:
+            raise ProbeError(f"batch_size must be a positive integer, got {batch_size}")
         by_comp: dict[tuple, list] = {}
         for k, (numbers, positions, energy, forces) in enumerate(configurations):
             numbers = tuple(int(z) for z in np.asarray(numbers).reshape(-1))
@@ -651,30 +717,54 @@ class EnsemblePotential(nn.Module):
                                  f"({len(numbers)}, 3)")
             if not (np.isfinite(pos).all() and np.isfinite(frc).all() and np.isfinite(energy)):
                 raise ProbeError(f"configuration {k} holds a non-finite value")
-            by_comp.setdefault(numbers, []).append((pos, float(energy), frc))
-        groups = []
+            by_comp.setdefault(numbers, []).append((k, pos, float(energy), frc))
+        kw = {"device": self.device, "dtype": self._dtype}
+        groups, index = [], []
         for numbers, items in by_comp.items():
             s = self.species(numbers)
-            groups.append((torch.tensor(np.stack([p for p, _, _ in items]), device=self.device),
-                           s, torch.tensor([e for _, e, _ in items], dtype=torch.float64, device=self.device),
-                           torch.tensor(np.stack([f for _, _, f in items]), device=self.device)))
+            groups.append((torch.tensor(np.stack([p for _, p, _, _ in items]), **kw), s,
+                           torch.tensor([e for _, _, e, _ in items], **kw),
+                           torch.tensor(np.stack([f for _, _, _, f in items]), **kw)))
+            index.append(np.array([k for k, _, _, _ in items]))
         if not bool(self.fitted):
             self._normalise(groups)
-        torch.manual_seed(seed)
+        n_conf = len(configurations)
+        counts = torch.as_tensor(self.bootstrap_counts(n_conf), **kw)  # (M, C)
         cached = [(self._cached_features(pos, s), s, e, f) for pos, s, e, f in groups]
-        opt = torch.optim.Adam(list(self.ensemble.parameters()), lr=lr)
+        params = list(self.ensemble.parameters())
+        if not warm_optimizer or self._optimizer is None:
+            self._optimizer = torch.optim.Adam(params, lr=lr)
+        opt = self._optimizer
+        for group in opt.param_groups:
+            group["lr"] = lr
         scale2 = float(self.e_scale) ** 2
-        n_conf = sum(e.shape[0] for _, _, e, _ in groups)
+        rng = np.random.default_rng([seed, n_conf])
+        e_scale, g_std = self.e_scale.to(self._dtype), self.g_std.to(self._dtype)
+        e_shift = self.e_shift.to(self._dtype)
         losses = []
         for _ in range(steps):
+            chosen = None
+            if batch_size is not None and batch_size < n_conf:
+                chosen = np.concatenate([[n_conf - 1], rng.choice(n_conf - 1, batch_size - 1, replace=False)])
             opt.zero_grad()
-            total = torch.zeros((), dtype=torch.float64, device=self.device)
-            for (g, jac), s, e, f in cached:
-                pred = self._predict_cached(g, jac, s)
+            terms = []
+            for ((g, jac), s, e, f), idx in zip(cached, index):
+                rows = np.arange(len(idx)) if chosen is None else np.flatnonzero(np.isin(idx, chosen))
+                if rows.size == 0:
+                    continue
+                sel = torch.as_tensor(rows, device=self.device)
+                w = counts[:, torch.as_tensor(idx[rows], device=self.device)]  # (M, b)
+                atomic, grad = self._members(g[sel], s)
+                energy = e_scale * atomic.sum(-1) + e_shift[s].sum()
+                forces = -torch.einsum("mbnd,bndjx->mbjx", (e_scale / g_std) * grad, jac[sel])
                 n_at = s.shape[0]
-                le = ((pred.energy - e) / n_at).pow(2).sum(-1) / scale2  # (M,)
-                lf = (pred.forces - f).pow(2).mean((-1, -2)).sum(-1) / scale2
-                total = total + (le + force_weight * lf).sum() / n_conf
+                le = ((energy - e[sel]) / n_at).pow(2)  # (M, b)
+                lf = (forces - f[sel]).pow(2).mean((-1, -2))
+                terms.append((w * (le + force_weight * lf)).sum(-1))
+            in_batch = counts if chosen is None else counts[:, torch.as_tensor(chosen, device=self.device)]
+            weight = in_batch.sum(-1)
+            member_loss = torch.stack(terms).sum(0) / (weight.clamp_min(1e-12) * scale2)  # (M,)
+            total = member_loss.sum()
             total.backward()
             opt.step()
             losses.append(float(total.detach()))

@@ -10,14 +10,27 @@ Both read the observations written by :class:`domains.md.onthefly.MDExplorer`:
 - ``max_force_deviation_trigger``: DP-GEN's model deviation
   ``max_i sqrt(<|F_i - <F_i>|^2>)`` between ``trust_lo`` and ``trust_hi`` (eV/A)
   (Zhang et al., Comput. Phys. Commun. 253, 107206, 2020).
+
+and two of the energy-rate family built on the first:
+
+- ``energy_budget_trigger``: a budget for the whole run's energy error, each interval's
+  tolerance set from what remains of it (:class:`probe.active.Budgeted`);
+- ``hybrid_trigger``: the energy rate, with the max force deviation as a floor for the first
+  labels, before the calibration has anything to learn from (:class:`probe.active.Hybrid`).
 """
 
 from __future__ import annotations
 
-from probe.active.triggers import Accumulated, TrustBand
+from probe.active.triggers import Accumulated, Budgeted, Hybrid, TrustBand
 from probe.errors import ProbeError
 
-__all__ = ["energy_rate_trigger", "max_force_deviation_trigger"]
+__all__ = ["energy_rate_trigger", "max_force_deviation_trigger", "energy_budget_trigger", "hybrid_trigger"]
+
+
+def _rate_key(calibration: str | None) -> str:
+    if calibration not in (None, "rate", "forces"):
+        raise ProbeError(f"calibration must be None, 'rate' or 'forces', got {calibration!r}")
+    return "sigma_dE" if calibration is None else f"sigma_dE_cal_{calibration}"
 
 
 def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = None,
@@ -52,18 +65,70 @@ def energy_rate_trigger(tolerance: float = 0.05, *, calibration: str | None = No
         ``"full"``: ``v^T Cov(F) v`` with the cross-atom covariances, the members' variance of
         ``sum_i F_mi . v_i`` (observation ``sigma_dE_full``; only with ``calibration=None``).
     """
-    if calibration not in (None, "rate", "forces"):
-        raise ProbeError(f"calibration must be None, 'rate' or 'forces', got {calibration!r}")
+    key = _rate_key(calibration)
     if covariance not in ("block", "full"):
         raise ProbeError(f"covariance must be 'block' or 'full', got {covariance!r}")
     if covariance == "full":
         if calibration is not None:
             raise ProbeError("covariance='full' is only available with calibration=None")
         return Accumulated("sigma_dE_full", tolerance)
-    return Accumulated("sigma_dE" if calibration is None else f"sigma_dE_cal_{calibration}", tolerance)
+    return Accumulated(key, tolerance)
 
 
 def max_force_deviation_trigger(trust_lo: float = 0.1, trust_hi: float = 0.4, *,
                                 label_failed: bool = True) -> TrustBand:
     """DP-GEN's trigger on the max force deviation (eV/A); see :class:`probe.active.TrustBand`."""
     return TrustBand("max_force_deviation", trust_lo, trust_hi, label_failed=label_failed)
+
+
+def energy_budget_trigger(budget: float, steps: int, *, calibration: str | None = "rate") -> Budgeted:
+    """Label so that the whole run's predicted energy error stays within ``budget`` (eV).
+
+    Each interval's tolerance is ``min(R^2 / ((steps - n) u), R)`` with ``R^2`` the budget's
+    variance not yet spent by the completed intervals (``budget^2 - sum_k A_k^2``), ``n`` the steps
+    taken and ``u`` the mean ``sigma(dE/dt) dt`` per step so far (:class:`probe.active.Budgeted`):
+    the standard deviation of the run's drift, a sum of independent interval errors, is
+    ``sqrt(sum_k A_k^2) <= budget`` if the spread is honest.
+
+    Parameters
+    ----------
+    budget : float
+        eV, for the whole run (per walker).
+    steps : int
+        The run's MD steps.
+    calibration : {"rate", "forces", None}, default "rate"
+        Which spread is accumulated (see :func:`energy_rate_trigger`).
+    """
+    return Budgeted(_rate_key(calibration), budget, steps)
+
+
+def hybrid_trigger(tolerance: float = 0.05, *, floor: float = 0.1, warmup: int = 5, calibration: str | None = "rate",
+                   budget: float | None = None, steps: int | None = None) -> Hybrid:
+    """The energy-rate trigger with a max-force-deviation floor for the first ``warmup`` labels.
+
+    Label when the accumulated ``s sigma(dE/dt) dt`` passes ``tolerance`` (or, with ``budget``
+    and ``steps``, the tolerance of :func:`energy_budget_trigger`), or, during the first
+    ``warmup`` labels after the start, when the max force deviation reaches ``floor`` (eV/A):
+    before the calibration has seen labels, the raw spread under-estimates the error and the
+    force deviation is the safer signal.
+
+    Parameters
+    ----------
+    tolerance : float, default 0.05
+        eV per interval (ignored with ``budget``).
+    floor : float, default 0.1
+        eV/A.
+    warmup : int, default 5
+        Labels during which the floor is active.
+    calibration : {"rate", "forces", None}, default "rate"
+    budget : float, optional
+        eV for the whole run; needs ``steps``.
+    steps : int, optional
+    """
+    if budget is not None:
+        if steps is None:
+            raise ProbeError("hybrid_trigger with a budget needs steps")
+        primary = energy_budget_trigger(budget, steps, calibration=calibration)
+    else:
+        primary = Accumulated(_rate_key(calibration), tolerance)
+    return Hybrid(primary, TrustBand("max_force_deviation", floor, float("inf")), warmup)

@@ -4,7 +4,7 @@ from .ensemble import Ensemble
 from .loop import ActiveLoop, Candidate, Explorer, Learner, LoopResult
 from .oracle import Oracle, OracleError, label_batch
 from .store import Label, LabelStore
-from .triggers import Accumulated, Decision, Threshold, Trigger, TrustBand
+from .triggers import Accumulated, Budgeted, Decision, Hybrid, Threshold, Trigger, TrustBand
 from .uncertainty import max_vector_deviation, member_covariance, member_variance, rate_variance, vector_deviation
 
 __all__ = [
@@ -12,6 +12,6 @@ __all__ = [
     "ActiveLoop", "Candidate", "Explorer", "Learner", "LoopResult",
     "Oracle", "OracleError", "label_batch",
     "Label", "LabelStore",
-    "Trigger", "Decision", "Threshold", "TrustBand", "Accumulated",
+    "Trigger", "Decision", "Threshold", "TrustBand", "Accumulated", "Budgeted", "Hybrid",
     "member_variance", "member_covariance", "vector_deviation", "max_vector_deviation", "rate_variance",
 ]

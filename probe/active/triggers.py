@@ -7,6 +7,7 @@ labels (an accumulated error); the loop calls :meth:`Trigger.reset` after every 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import ProbeError
 
-__all__ = ["Decision", "Trigger", "Threshold", "TrustBand", "Accumulated"]
+__all__ = ["Decision", "Trigger", "Threshold", "TrustBand", "Accumulated", "Budgeted", "Hybrid"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,112 @@ class Accumulated:
 
     def __repr__(self) -> str:
         return f"Accumulated(key={self.key!r}, tolerance={self.tolerance})"
+
+
+class Budgeted:
+    """:class:`Accumulated` with each interval's tolerance set from what remains of a whole-run budget.
+
+    The errors of successive intervals between labels are taken as independent (the model is
+    retrained between them), so their variances add: a run of intervals with accumulated
+    predictions ``A_1, A_2, ...`` keeps the standard deviation of its total error within
+    ``budget`` while ``sum_k A_k^2 <= budget^2``. After ``n`` of ``steps`` steps, with the
+    completed intervals' ``S = sum_k A_k^2`` and the mean increment so far ``u`` (per step), the
+    remaining ``R^2 = budget^2 - S`` is spread over the remaining ``steps - n`` steps: intervals of
+    tolerance ``tau`` take ``tau / u`` steps each, so ``(steps - n) u / tau`` of them spend
+    ``(steps - n) u tau``, and
+
+    ``tau = min(R^2 / ((steps - n) u), R)``,
+
+    recomputed at every step (0, label at once, when the budget is spent). A rising increment
+    lowers the tolerance of the rest of the run, a quiet stretch raises it.
+
+    Parameters
+    ----------
+    key : str
+        Observation holding the per-step increment (non-negative, e.g. ``sigma(dE/dt) dt`` in eV).
+    budget : float
+        Standard deviation allowed for the whole run's accumulated error (same units).
+    steps : int
+        Steps in the run (per walker).
+    """
+
+    def __init__(self, key: str, budget: float, steps: int) -> None:
+        if not budget > 0:
+            raise ProbeError(f"budget must be positive, got {budget}")
+        if steps < 1:
+            raise ProbeError(f"steps must be >= 1, got {steps}")
+        self.key = key
+        self.budget = float(budget)
+        self.steps = int(steps)
+        self.accumulated = 0.0
+        self.spent = 0.0
+        self.seen = 0
+        self.total = 0.0
+
+    @property
+    def tolerance(self) -> float:
+        """The present interval's tolerance ``tau``."""
+        remaining2 = max(self.budget ** 2 - self.spent, 0.0)
+        left = max(self.steps - self.seen, 1)
+        rate = self.total / max(self.seen, 1)
+        if rate <= 0:
+            return math.sqrt(remaining2)
+        return min(remaining2 / (left * rate), math.sqrt(remaining2))
+
+    def check(self, observation: Mapping[str, float]) -> Decision:
+        v = _value(observation, self.key)
+        if v < 0:
+            raise ProbeError(f"observation {self.key!r} must be non-negative to accumulate, got {v}")
+        self.accumulated += v
+        self.total += v
+        self.seen += 1
+        fire = self.accumulated > self.tolerance
+        return Decision(fire, "tolerance" if fire else "accurate", self.accumulated)
+
+    def reset(self) -> None:
+        self.spent += self.accumulated ** 2
+        self.accumulated = 0.0
+
+    def __repr__(self) -> str:
+        return f"Budgeted(key={self.key!r}, budget={self.budget}, steps={self.steps})"
+
+
+class Hybrid:
+    """A primary trigger, with a floor trigger that also labels during the first ``warmup`` labels.
+
+    Label when ``primary`` fires, or, while fewer than ``warmup`` labels were taken since the start,
+    when ``floor`` fires. Made for the energy-rate trigger, whose calibration needs labels before
+    it means anything, with DP-GEN's force-deviation trigger as the floor of those first labels.
+
+    Parameters
+    ----------
+    primary : Trigger
+    floor : Trigger
+    warmup : int
+        Labels (resets) during which the floor is active.
+    """
+
+    def __init__(self, primary: Trigger, floor: Trigger, warmup: int) -> None:
+        if warmup < 0:
+            raise ProbeError(f"warmup must be >= 0, got {warmup}")
+        self.primary = copy.deepcopy(primary)
+        self.floor = copy.deepcopy(floor)
+        self.warmup = int(warmup)
+        self.labels = 0
+
+    def check(self, observation: Mapping[str, float]) -> Decision:
+        main = self.primary.check(observation)
+        if main.label or self.labels >= self.warmup:
+            return main
+        low = self.floor.check(observation)
+        if low.label:
+            return Decision(True, "floor", low.value)
+        return main
+
+    def reset(self) -> None:
+        self.labels += 1
+        self.primary.reset()
+        self.floor.reset()
+
+    def __repr__(self) -> str:
+        return f"Hybrid(primary={self.primary!r}, floor={self.floor!r}, warmup={self.warmup})"

@@ -22,9 +22,8 @@ def test_explorer_recovers_a_known_miscalibration_from_the_oracle_forces(c):
     obs = cand.observation
     assert obs["calibration_rate"] == obs["calibration_forces"] == 1.0  # no label yet: the raw spread
     assert obs["sigma_dE_cal_rate"] == obs["sigma_dE"]
-    a = explorer._walkers[0][0]
-    member_forces = np.asarray(a.calc.results["member_forces"])
-    mean, var, v = member_forces.mean(0), member_forces.var(0), a.get_velocities()
+    member_forces = explorer._members[:, 0]  # (M, N, 3): the committee's forces on walker 0
+    mean, var, v = member_forces.mean(0), member_forces.var(0), cand.item.get_velocities()
     # oracle forces whose errors are c times the committee's spread, component by component ...
     sign = np.where(np.arange(var.size).reshape(var.shape) % 2, 1.0, -1.0)
     explorer.labelled(0, cand.item, {"forces": mean + c * np.sqrt(var) * sign, "energy": np.array(0.0)})
@@ -33,7 +32,7 @@ def test_explorer_recovers_a_known_miscalibration_from_the_oracle_forces(c):
     # ... and, separately, whose rate error sum_i dF_i . v_i is c times the predicted sigma(dE/dt)
     explorer.calibration_forces.reset()
     explorer.calibration_rate.reset()
-    explorer._predicted[0] = (mean, var, v, obs["rate_variance"])
+    explorer._predicted[0] = (mean, var, v, obs["rate_variance"], 1)
     error = c * np.sqrt(obs["rate_variance"]) * v / (v ** 2).sum()
     explorer.labelled(0, cand.item, {"forces": mean + error, "energy": np.array(0.0)})
     assert explorer.calibration_rate.scale2 == pytest.approx((c ** 2 + w) / (1 + w), rel=1e-10)
@@ -103,9 +102,8 @@ def test_full_covariance_rate_keeps_the_cross_atom_terms():
     explorer = MDExplorer(atoms, pot, timestep=5.0, temperature=500.0)
     explorer.start(0)
     (cand,) = explorer.step()
-    a = explorer._walkers[0][0]
-    fm = np.asarray(a.calc.results["member_forces"])
-    proj = (fm * a.get_velocities()).sum((1, 2))  # sum_i F_mi . v_i for each member
+    fm = explorer._members[:, 0]
+    proj = (fm * cand.item.get_velocities()).sum((1, 2))  # sum_i F_mi . v_i for each member
     dt = 5.0 * units.fs
     assert cand.observation["sigma_dE_full"] == pytest.approx(np.sqrt(proj.var()) * dt, rel=1e-9)
     assert energy_rate_trigger(0.1, covariance="full").key == "sigma_dE_full"

@@ -164,10 +164,34 @@ def test_oracles_return_energy_and_forces(monkeypatch):
     (emt,) = CalculatorOracle("emt").label([water])
     assert emt["forces"].shape == (6, 3) and np.isfinite(emt["energy"])
     pytest.importorskip("tblite")
-    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # whatever the caller had, tblite must run on one OpenMP thread
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
     (xtb,) = CalculatorOracle("tblite").label([water])
     assert xtb["forces"].shape == (6, 3) and xtb["energy"] < -100  # GFN2-xTB total energy in eV
-    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "4"  # the caller's environment is left alone
+
+
+def test_oracle_calculations_run_on_one_thread_and_restore_the_count():
+    from ase.calculators.calculator import Calculator
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from domains.md.oracles import ThreadLimited
+
+    class Spy(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+            super().calculate(atoms, properties, system_changes)
+            self.seen = [d["num_threads"] for d in threadpool_info()]
+            self.results = {"energy": 1.5, "forces": np.zeros((len(self.atoms), 3))}
+
+    spy = Spy()
+    a = load_system("glyoxal")
+    a.calc = ThreadLimited(spy)
+    with threadpool_limits(limits=2):
+        before = [d["num_threads"] for d in threadpool_info()]
+        assert a.get_potential_energy() == 1.5 and a.get_forces().shape == (6, 3)
+        assert spy.seen == [1] * len(before) and len(before) >= 1  # every BLAS/OpenMP runtime, during the call
+        assert [d["num_threads"] for d in threadpool_info()] == before  # and as it was afterwards
 
 
 def test_pyscf_forces_are_minus_the_gradient_of_its_energy():
