@@ -37,18 +37,10 @@ import probe  # noqa: E402
 from probe import features  # noqa: E402
 from probe import train as robust  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tradeoff import digits  # noqa: E402  (the same split as the trade-off figure)
+
 SETS = ("D", "D_R", "D_NR", "D_rand", "D_det")
-
-
-def digits(device: torch.device) -> tuple[torch.Tensor, ...]:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    tr, te = perm[:1400], perm[1400:]
-    return x[tr].to(device), y[tr].to(device), x[te].to(device), y[te].to(device)
 
 
 def bottleneck(seed: int = 0) -> torch.nn.Sequential:
