@@ -109,6 +109,17 @@ class SmoothingCertificate(Certificate):
         return (self.label >= 0) & (scaled < self.gauge_radius.to(delta))
 
 
+def top_class_or_abstain(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Cohen et al.'s PREDICT from class counts (N, C): the top class where a two-sided binomial test at level
+    ``alpha`` separates it from the runner-up, else -1 (abstain)."""
+    top2 = counts.topk(2, dim=1)
+    n_a, n_b = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
+    keep = [binomtest(a, a + b, 0.5).pvalue <= alpha if a + b > 0 else False for a, b in zip(n_a, n_b)]
+    label = top2.indices[:, 0].clone()
+    label[~torch.tensor(keep, device=counts.device)] = -1
+    return label
+
+
 class Smoothing:
     r"""A Gaussian-smoothed model: prediction, certification (Cohen et al. 2019) and regression bounds.
 
@@ -247,12 +258,7 @@ class Smoothing:
         dev, x, sigma = self._check(x)
         with model_hygiene(self.model, dev) as m, torch.inference_mode():
             counts = self._stream(m, x, sigma, int(self.n), self._generator(dev), "count")
-        top2 = counts.topk(2, dim=1)
-        n_a, n_b = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
-        keep = [binomtest(a, a + b, 0.5).pvalue <= self.alpha if a + b > 0 else False for a, b in zip(n_a, n_b)]
-        label = top2.indices[:, 0].clone()
-        label[~torch.tensor(keep, device=dev)] = -1
-        return label
+        return top_class_or_abstain(counts, self.alpha)
 
     def certify(self, x: object) -> SmoothingCertificate:
         """Cohen et al.'s CERTIFY: the top class from n0 samples, its probability bounded from n samples.

@@ -306,17 +306,12 @@ class DiscreteSmoothing:
         -------
         torch.Tensor of int64, shape (N,)
         """
-        from scipy.stats import binomtest
+        from .smoothing import top_class_or_abstain
 
         dev, x, enc, codes, mutable = self._prepare(X)
         with model_hygiene(self.model, dev) as m, torch.inference_mode():
             counts = self._counts(m, x, enc, codes, mutable, int(self.n), self._generator(dev))
-        top2 = counts.topk(2, dim=1)
-        n_a, n_b = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
-        ok = [binomtest(a, a + b, 0.5).pvalue <= self.alpha if a + b > 0 else False for a, b in zip(n_a, n_b)]
-        label = top2.indices[:, 0].clone()
-        label[~torch.tensor(ok, device=dev)] = -1
-        return label
+        return top_class_or_abstain(counts, self.alpha)
 
     def certify(self, X: object) -> HammingCertificate:
         """Cohen et al.'s CERTIFY with a Hamming radius: the top class from n0 samples, its probability bounded
