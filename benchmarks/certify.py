@@ -156,6 +156,18 @@ def tightness_lipsdp(nets: int) -> dict:
             "layer_median": statistics.median(layer), "n": nets, "t_sdp": t_sdp / nets}
 
 
+def best_time(fn, device: torch.device, repeats: int) -> tuple[float, object]:
+    """The shortest wall time of ``repeats`` calls of ``fn`` (the machine is shared), and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
 def smoothing_speed(model: nn.Module, shape: tuple[int, ...], k: int, inputs: int, n: int, batch: int,
                     device: torch.device, sigma: float = 0.25, repeats: int = 3) -> dict:
     model = model.to(device).eval()
@@ -166,16 +178,9 @@ def smoothing_speed(model: nn.Module, shape: tuple[int, ...], k: int, inputs: in
     ref.certify(x[0], 100, batch, 0.001, batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    t_ours = t_ref = float("inf")
-    for _ in range(repeats):  # best of several runs: the machine is shared
-        t0 = time.perf_counter()
-        cert = ours.certify(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t_ours = min(t_ours, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ref_r = [ref.certify(x[i], 100, n, 0.001, batch)[1] for i in range(inputs)]
-        t_ref = min(t_ref, time.perf_counter() - t0)
+    t_ours, cert = best_time(lambda: ours.certify(x), device, repeats)
+    t_ref, ref_r = best_time(lambda: [ref.certify(x[i], 100, n, 0.001, batch)[1] for i in range(inputs)], device,
+                             repeats)
     return {"ours_per_s": inputs / t_ours, "ref_per_s": inputs / t_ref, "ratio": t_ref / t_ours,
             "mean_radius_ours": float(cert.radius.mean()), "mean_radius_ref": float(np.mean(ref_r))}
 
@@ -228,19 +233,11 @@ def substitution_speed(model: nn.Module, x: torch.Tensor, k: int, n: int, batch:
     loops = {c: PlainSubstitutionLoop(model, k, keep, alphabet, device, count=c) for c in ("loop", "bincount")}
     ours.certify(x[:1])
     loops["loop"].certify(x[0], 100, batch, 0.001, batch)
-    t_ours = t_loop = t_bin = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        cert = ours.certify(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t_ours = min(t_ours, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ref = [loops["loop"].certify(x[i], 100, n, 0.001, batch)[1] for i in range(len(x))]
-        t_loop = min(t_loop, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        [loops["bincount"].certify(x[i], 100, n, 0.001, batch) for i in range(len(x))]
-        t_bin = min(t_bin, time.perf_counter() - t0)
+    t_ours, cert = best_time(lambda: ours.certify(x), device, repeats)
+    t_loop, ref = best_time(lambda: [loops["loop"].certify(x[i], 100, n, 0.001, batch)[1] for i in range(len(x))],
+                            device, repeats)
+    t_bin, _ = best_time(lambda: [loops["bincount"].certify(x[i], 100, n, 0.001, batch) for i in range(len(x))],
+                         device, repeats)
     return {"ours_per_s": len(x) / t_ours, "loop_per_s": len(x) / t_loop, "bin_per_s": len(x) / t_bin,
             "ratio": t_loop / t_ours, "ratio_bin": t_bin / t_ours,
             "mean_radius_ours": float(cert.radius.double().mean()), "mean_radius_ref": float(np.mean(ref))}
