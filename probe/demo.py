@@ -43,12 +43,51 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+_REGIONS = ("#dbe8f5", "#f8e0d5")  # the colours of the two predicted classes
+
+
 def _decision_map(ax: object, model: torch.nn.Module, x: torch.Tensor) -> None:
     lo, hi = x.min(0).values - 0.3, x.max(0).values + 0.3
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200), indexing="xy")
     with torch.no_grad():
         z = model(torch.stack([gx.flatten(), gy.flatten()], 1)).argmax(1).view(gx.shape)
-    ax.contourf(gx.numpy(), gy.numpy(), z.numpy(), levels=[-0.5, 0.5, 1.5], colors=["#dbe8f5", "#f8e0d5"])
+    ax.contourf(gx.numpy(), gy.numpy(), z.numpy(), levels=[-0.5, 0.5, 1.5], colors=list(_REGIONS))
+
+
+def _margin_figures(plt: object, model: torch.nn.Module, x: torch.Tensor, xs: torch.Tensor, margins: dict,
+                    out: object) -> None:
+    """The decision map with each point's minimal L2 change, and the distribution of the margins found."""
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
+
+    from . import style
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    _decision_map(ax, model, x)
+    res = margins["l2"]
+    sc = ax.scatter(xs[:, 0], xs[:, 1], c=res.distance.numpy(), cmap="viridis", s=10, zorder=3)
+    for i in range(0, len(xs), max(1, len(xs) // 40)):
+        ax.annotate("", xy=tuple(res.x_adv[i].tolist()), xytext=tuple(xs[i].tolist()),
+                    arrowprops={"arrowstyle": "->", "color": "k", "lw": 0.6}, zorder=4)
+    style.colorbar(sc, ax, "minimal L2 perturbation", None, shrink=0.8)
+    fig.legend(handles=[mpatches.Patch(color=c, label=f"predicted class {k}") for k, c in enumerate(_REGIONS)]
+               + [mlines.Line2D([], [], color="k", lw=0.6, marker=">", ms=4, label="smallest change (L2)")],
+               loc="outside lower center", ncols=3)
+    ax.set_title("smallest change that flips each point")
+    ax.set_xlabel("x1 (input feature)")
+    ax.set_ylabel("x2 (input feature)")
+    ax.set_aspect("equal")
+    style.save(fig, out / "margins.png")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for norm, r in margins.items():
+        r.plot(ax=ax)
+        method = r.method.replace("deepfool", "DeepFool").replace("fmn", "FMN")
+        ax.lines[-1].set_label(f"{'L2' if norm == 'l2' else 'L-inf'} ({method})")
+    ax.set_xlabel("minimal perturbation size (norm of the input change)")
+    ax.set_title(f"minimal perturbations of {len(xs)} correctly classified points")
+    ax.legend()
+    style.save(fig, out / "margin_cdf.png")
 
 
 def _run(args: argparse.Namespace) -> dict:
@@ -77,30 +116,10 @@ def _demo(args: argparse.Namespace) -> dict:
     steps = 20 if args.quick else 100
     margins = {norm: minimal_perturbation(model, xs, norm=norm, steps=steps) for norm in ("l2", "linf")}
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    _decision_map(ax, model, x)
-    res = margins["l2"]
-    sc = ax.scatter(xs[:, 0], xs[:, 1], c=res.distance.numpy(), cmap="viridis", s=10, zorder=3)
-    for i in range(0, len(xs), max(1, len(xs) // 40)):
-        ax.annotate("", xy=tuple(res.x_adv[i].tolist()), xytext=tuple(xs[i].tolist()),
-                    arrowprops={"arrowstyle": "->", "color": "k", "lw": 0.6}, zorder=4)
-    fig.colorbar(sc, ax=ax, shrink=0.8, label="minimal L2 perturbation")
-    ax.set_title("smallest change that flips each point", fontsize=10)
-    ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(out / "margins.png", dpi=120)
-    plt.close(fig)
+    from . import style
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for norm, r in margins.items():
-        r.plot(ax=ax)
-        ax.lines[-1].set_label(f"{norm} ({r.method})")
-    ax.set_xlabel("minimal perturbation size")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "margin_cdf.png", dpi=120)
-    plt.close(fig)
-
+    with style.style():
+        _margin_figures(plt, model, x, xs, margins, out)
     eps = torch.linspace(0.0, 0.3, 5 if args.quick else 7)
     certifier = None
     try:  # the certified curve needs probe.certify
@@ -110,14 +129,15 @@ def _demo(args: argparse.Namespace) -> dict:
     except ImportError:
         pass
     curve = robustness_curve(model, x, y, eps=eps, norm="linf", steps=10 if args.quick else 20, certifier=certifier)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    curve.plot(ax=ax, label=f"PGD-{10 if args.quick else 20}")
     minimal = robustness_curve(model, x, y, eps=eps, norm="linf", attack="minimal", steps=steps)
-    ax.plot(eps.numpy(), minimal.empirical.numpy(), marker="^", ms=3, label="minimal-norm search")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "robustness_curve.png", dpi=120)
-    plt.close(fig)
+    with style.style():
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        curve.plot(ax=ax, label=f"PGD-{10 if args.quick else 20}",
+                   title=f"two spirals: robust accuracy of {len(x)} points")
+        ax.plot(eps.numpy(), minimal.empirical.numpy(), marker="^", ms=3, label="minimal-norm search (attack)")
+        ax.set_xlabel("budget eps (L-inf norm of the input change)")
+        ax.legend()
+        style.save(fig, out / "robustness_curve.png")
     summary = {"n": len(x), "clean_accuracy": accuracy, "margins_on": len(xs),
                "median_margin_l2": float(margins["l2"].distance.median()),
                "median_margin_linf": float(margins["linf"].distance.median()),

@@ -15,6 +15,10 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().cpu().numpy()
 
 
+_ACRONYMS = {"pgd": "PGD", "fgsm": "FGSM", "cw": "C&W", "fmn": "FMN", "deepfool+fmn": "DeepFool+FMN", "ibp": "IBP",
+             "crown": "CROWN", "sdp": "LipSDP", "lipschitz": "Lipschitz"}  # names in legends
+
+
 def _axes(ax: object = None) -> object:
     import matplotlib.pyplot as plt
 
@@ -162,19 +166,42 @@ class RobustnessCurve:
             df["certified"] = _np(self.certified)
         return df
 
-    def plot(self, ax: object = None, label: str | None = None) -> object:
-        """Empirical (attack, or random corruption) and certified robust accuracy against the budget."""
+    def plot(self, ax: object = None, label: str | None = None, certified_label: str | None = None,
+             title: str | None = None) -> object:
+        """Empirical (attack, or random corruption) and certified robust accuracy against the budget.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        label : str, optional
+            Names the empirical curve (default: the attack or corruption in ``method``, e.g. ``"PGD"``);
+            the legend reads ``"label (attack)"`` or ``"label (corruption)"``.
+        certified_label : str, optional
+            Names the certified curve (default: the certifier in ``method``, e.g. ``"CROWN"``); the
+            legend reads ``"certified_label (certified)"``.
+        title : str, optional
+            Default: ``"robust accuracy against the <norm> budget"``, unless ``ax`` has a title already.
+        """
         ax = _axes(ax)
         eps = _np(self.eps)
-        kind = "corruption" if self.method.startswith("corruption:") else "attack"
-        line = ax.plot(eps, _np(self.empirical), marker="o", ms=3, label=f"{label or 'empirical'} ({kind})")
+        attack, certifier = self.method, ""
+        if self.certified is not None and "+" in self.method:  # "<attack>+<certifier>"
+            attack, _, certifier = self.method.rpartition("+")
+        corruption = attack.startswith("corruption:")
+        kind = "corruption" if corruption else "attack"
+        name = label or (attack.partition(":")[2] if corruption else _ACRONYMS.get(attack, attack)) or "empirical"
+        line = ax.plot(eps, _np(self.empirical), marker="o", ms=3, label=f"{name} ({kind})")
         if self.certified is not None:
+            cname = certified_label or _ACRONYMS.get(certifier, certifier) or "bound"
             ax.plot(eps, _np(self.certified), ls="--", marker="s", ms=3, color=line[0].get_color(),
-                    label=f"{label or 'certified'} (certified)")
-            ax.fill_between(eps, _np(self.certified), _np(self.empirical), color=line[0].get_color(), alpha=0.12)
+                    label=f"{cname} (certified)")
+            ax.fill_between(eps, _np(self.certified), _np(self.empirical), color=line[0].get_color(), alpha=0.12,
+                            label="in between: true robust accuracy")
         ax.set_xlabel(f"budget eps ({self.norm})")
         ax.set_ylabel("robust accuracy")
         ax.set_ylim(0, 1.02)
+        if title is not None or not ax.get_title():
+            ax.set_title(title or f"robust accuracy against the {self.norm} budget")
         ax.legend(frameon=False)
         return ax
 

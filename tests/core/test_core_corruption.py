@@ -111,7 +111,7 @@ def test_robustness_curve_with_corruption_beside_the_certified_curve():
     assert torch.equal(cur.empirical, same.empirical)          # the draws do not depend on batch_size
     ax = cur.plot()
     labels = [line.get_label() for line in ax.lines]
-    assert labels == ["empirical (corruption)", "certified (certified)"]
+    assert labels == ["gaussian (corruption)", "exact_radius (certified)"]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), cur.empirical.numpy())
 
 
