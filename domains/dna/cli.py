@@ -95,7 +95,8 @@ def _run(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+    from probe.style import save
 
     from . import datasets
     from .attribution import gradient_x_input
@@ -175,10 +176,11 @@ def _run(args: argparse.Namespace) -> dict:
     print(f"[probe dna] reporting on {reported}", file=sys.stderr)
     for k in range(min(len(X), 6)):
         own = None if sites is None else sites[sites.sequence == keep[k]]
-        fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own, figsize=(10, 4.8),
-                          title=f"{names[k]}: gradient x input (top), ISM change of predicted logit (bottom)")
-        fig.savefig(out / f"{names[k]}.png", dpi=90)
-        plt.close(fig)
+        fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own,
+                          title=f"{names[k]}: gradient x input (top), in-silico mutagenesis (bottom)",
+                          attribution_label="gradient x input", ism_label="change of predicted logit",
+                          unit="logit")
+        save(fig, out / f"{names[k]}.png")
     summary.update(
         sequences=len(X), sequences_total=total, reported=reported, motifs_from=spec,
         edits_success_rate=round(float(edits.success.float().mean()), 4),

@@ -22,7 +22,18 @@ def _describe(text: Any) -> str:
 def _axes_name(fig: Any, ax: Any) -> str:
     kind = "colour bar" if _is_colorbar(ax) else "axes"
     title = ax.get_title() or ax.get_title("left") or ax.get_title("right")
-    return f"{kind} {fig.axes.index(ax)}" + (f" ({title!r})" if title else "")
+    return f"{kind} {_all_axes(fig).index(ax)}" + (f" ({title!r})" if title else "")
+
+
+def _all_axes(fig: Any) -> list:
+    """The figure's axes and the axes inset into them (``Axes.inset_axes``: colour bars, zooms)."""
+    out, todo = [], list(fig.axes)
+    while todo:
+        ax = todo.pop(0)
+        if ax not in out:
+            out.append(ax)
+            todo.extend(ax.child_axes)
+    return out
 
 
 def _is_colorbar(ax: Any) -> bool:
@@ -59,14 +70,14 @@ def visible_texts(fig: Any) -> list:
     from matplotlib.text import Text
 
     texts, excluded = [], set()
-    for ax in fig.axes:
+    for ax in _all_axes(fig):
         seen, every = _tick_texts(ax)
         texts.extend(seen)
         excluded |= every
         if not ax.axison:  # its axis labels and offset texts are not drawn
             for axis in (ax.xaxis, ax.yaxis):
                 excluded |= {id(axis.label), id(axis.get_offset_text())}
-    for leg in [*(ax.get_legend() for ax in fig.axes), *fig.legends]:
+    for leg in [*(ax.get_legend() for ax in _all_axes(fig)), *fig.legends]:
         if leg is not None and not leg.get_visible():
             excluded |= {id(t) for t in leg.findobj(Text)}
     ids = {id(t) for t in texts}
@@ -79,7 +90,7 @@ def visible_texts(fig: Any) -> list:
 
 def _label_problems(fig: Any) -> list[str]:
     problems = []
-    for ax in fig.axes:
+    for ax in _all_axes(fig):
         if not ax.axison:
             continue
         name = _axes_name(fig, ax)
@@ -100,7 +111,7 @@ def _label_problems(fig: Any) -> list[str]:
 
 def _legend_problems(fig: Any) -> list[str]:
     problems = []
-    legends = [(f"legend of {_axes_name(fig, ax)}", ax.get_legend()) for ax in fig.axes]
+    legends = [(f"legend of {_axes_name(fig, ax)}", ax.get_legend()) for ax in _all_axes(fig)]
     legends += [(f"figure legend {k}", leg) for k, leg in enumerate(fig.legends)]
     for where, leg in legends:
         if leg is None or not leg.get_visible():
@@ -118,7 +129,7 @@ def _title_problems(fig: Any) -> list[str]:
     suptitle = getattr(fig, "_suptitle", None)
     if suptitle is not None and suptitle.get_text().strip():
         return []
-    for ax in fig.axes:
+    for ax in _all_axes(fig):
         if any(ax.get_title(loc).strip() for loc in ("center", "left", "right")):
             return []
     return ["figure has no title (neither a suptitle nor an axes title)"]
@@ -130,7 +141,7 @@ def _colour_problems(fig: Any) -> list[str]:
     from matplotlib.image import AxesImage
 
     problems = []
-    for ax in fig.axes:
+    for ax in _all_axes(fig):
         if _is_colorbar(ax):
             continue
         for artist in [*ax.images, *ax.collections]:

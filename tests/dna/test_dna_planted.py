@@ -123,7 +123,7 @@ def test_cli_and_plots(trained, tmp_path):
     assert len(marks) >= 1 and sorted(int(m.get_xdata()[0]) for m in marks) == sorted(p for p, _, _ in res.edits[1])
     spans = [p for p in logo.patches if p.get_alpha() == 0.15]
     assert len(sites) >= 1 and len(spans) == len(sites)
-    assert logo.get_xlabel() == "position" and logo.get_ylabel() == "attribution"
+    assert logo.get_xlabel() == "position (bp from the window start)" and logo.get_ylabel() == "attribution"
     plt.close("all")
     torch.jit.script(model).save(str(tmp_path / "m.pt"))
     fasta = tmp_path / "s.fa"
