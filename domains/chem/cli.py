@@ -101,21 +101,23 @@ def _atom_figure(rows: list, out: Path, name: str, unit: str | None = None) -> s
     """Grid of similarity maps with colour scales: one row per model, one column per molecule."""
     import matplotlib.pyplot as plt
 
+    from probe.style import save, style
+
     ncol = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(3.9 * ncol, 3.6 * len(rows)), squeeze=False)
-    for r, (label, maps) in enumerate(rows):
-        for c in range(ncol):
-            maps.plot(c, ax=axes[r][c], unit=unit, label=label)
-    fig.tight_layout()
-    path = out / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    with style():
+        fig, axes = plt.subplots(len(rows), ncol, figsize=(3.9 * ncol, 3.6 * len(rows) + 0.4), squeeze=False)
+        for r, (label, maps) in enumerate(rows):
+            for c in range(ncol):
+                maps.plot(c, ax=axes[r][c], unit=unit, label=label)
+        fig.suptitle("atom weights: prediction minus the prediction without the atom (red raises it, blue lowers it)")
+    return save(fig, out / name).name
 
 
 def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
+
+    from probe.style import save, style
 
     from .atoms import atom_weights
     from .shifts import descriptor_shifts
@@ -144,14 +146,14 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
             summary["descriptor_shifts"] = f"not computed: {err}"
         else:
             sh.table.to_csv(out / "descriptor_shifts.csv", index=False)
-            fig, axes = plt.subplots(1, len(idx), figsize=(5.5 * len(idx), 3.8), squeeze=False)
-            for k in range(len(idx)):
-                sh.plot(k, ax=axes[0][k])
-                axes[0][k].set_title(f"{maps.names[k]}: {sh.prediction[k]:.2f} -> {sh.new_prediction[k]:.2f}",
-                                     fontsize=9)
-            fig.tight_layout()
-            fig.savefig(out / "descriptor_shifts.png", dpi=110)
-            plt.close(fig)
+            with style():
+                fig, axes = plt.subplots(1, len(idx), figsize=(5.5 * len(idx), 4.0), squeeze=False)
+                for k in range(len(idx)):
+                    sh.plot(k, ax=axes[0][k])
+                    axes[0][k].set_title(f"{maps.names[k]}: predicted {sh.prediction[k]:.2f} -> "
+                                         f"{sh.new_prediction[k]:.2f}{f' {unit}' if unit else ''}")
+                fig.suptitle(f"smallest descriptor shift to {_goal(args, unit)} (fingerprint bits held fixed)")
+            save(fig, out / "descriptor_shifts.png")
             summary["descriptor_shifts"] = {
                 maps.names[k]: {"success": bool(sh.success[k]), "distance_std": float(sh.distance[k]),
                                 "moves": {r.feature: round(float(r.change), 4)
@@ -166,7 +168,15 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
     if differentiable and any(n.startswith("morgan_") for n in feats.names):
         summary["bit_flips"] = _bit_flips(model, feats, idx, args, out)
     summary["counterfactuals"] = _counterfactuals(model, feats.molecules, idx, maps.names, args, out, crit,
-                                                  feats.featurizer)
+                                                  feats.featurizer, unit)
+
+
+def _goal(args: argparse.Namespace, unit: str | None) -> str:
+    """The criterion in words, e.g. "lower the prediction by 1 pIC50"."""
+    u = f" {unit}" if unit else ""
+    if args.threshold is not None:
+        return f"bring the prediction below {args.threshold:g}{u}"
+    return f"lower the prediction by {args.delta:g}{u}"
 
 
 def _finite(d: dict) -> dict:
@@ -174,7 +184,7 @@ def _finite(d: dict) -> dict:
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
 
-def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer) -> dict:
+def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer, unit: str | None = None) -> dict:
     from .counterfactuals import counterfactuals
 
     cfs: dict = {}
@@ -186,7 +196,10 @@ def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer)
             continue
         cf.table.to_csv(out / f"counterfactuals_{k}.csv", index=False)
         if len(cf):
-            cf.grid(top=8).save(out / f"counterfactuals_{k}.png")
+            from probe.style import save
+
+            save(cf.figure(top=8, unit=unit, title=f"{names[k]}: nearest molecules that {_goal(args, unit)}"),
+                 out / f"counterfactuals_{k}.png")
         cfs[names[k]] = {"candidates": cf.candidates, "removed_by_filters": cf.removed, "found": len(cf),
                          "best": cf.table.iloc[0][["smiles", "similarity", "prediction"]].to_dict() if len(cf)
                          else None}

@@ -156,15 +156,31 @@ class Counterfactuals:
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
 
-    def grid(self, top: int = 8, per_row: int = 4, size: int = 220) -> object:
-        """PIL image: the input, then the ``top`` counterfactuals with similarity and prediction."""
+    def _legends(self, top: int, unit: str | None, sep: str) -> list[str]:
+        u = f" {unit}" if unit else ""
+        t = self.table.head(top)
+        return [f"input{sep}predicted {self.prediction:.2f}{u}"] + [
+            f"Tanimoto {s:.2f} to input{sep}predicted {p:.2f}{u}" for s, p in zip(t["similarity"], t["prediction"])]
+
+    def grid(self, top: int = 8, per_row: int = 4, size: int = 220, unit: str | None = None) -> object:
+        """PIL image: the input, then the ``top`` counterfactuals with similarity and prediction.
+
+        Each legend reads the Tanimoto similarity to the input and the model's prediction, in ``unit``
+        (e.g. ``"pIC50"``) where given.
+        """
         from .plots import molecule_grid
 
-        t = self.table.head(top)
-        mols = [self.smiles] + list(t["smiles"])
-        legends = [f"input  f={self.prediction:.2f}"] + [f"sim {s:.2f}  f={p:.2f}" for s, p in
-                                                            zip(t["similarity"], t["prediction"])]
-        return molecule_grid(mols, legends, per_row=per_row, size=size)
+        mols = [self.smiles] + list(self.table.head(top)["smiles"])
+        return molecule_grid(mols, self._legends(top, unit, ", "), per_row=per_row, size=size)
+
+    def figure(self, top: int = 8, per_row: int = 4, size: int = 220, unit: str | None = None,
+               title: str | None = None) -> object:
+        """The same grid as a matplotlib figure (titled panels), e.g. for :func:`probe.style.save`."""
+        from .plots import molecule_figure
+
+        mols = [self.smiles] + list(self.table.head(top)["smiles"])
+        return molecule_figure(mols, self._legends(top, unit, "\n"), per_row=per_row, size=size,
+                               title=title or f"input and its {min(top, len(self))} nearest counterfactuals")
 
     def plot(self, ax: object = None, top: int = 8) -> object:
         """Draw :meth:`grid` into a matplotlib axis."""

@@ -10,7 +10,7 @@ from rdkit import Chem
 from rdkit.Chem import Draw
 from rdkit.Chem.Draw import SimilarityMaps, rdMolDraw2D
 
-__all__ = ["atom_weights_png", "draw_atom_weights", "molecule_grid", "plot_shifts"]
+__all__ = ["atom_weights_png", "draw_atom_weights", "molecule_grid", "molecule_figure", "plot_shifts"]
 
 
 def _as_mol(mol: object) -> Chem.Mol:
@@ -69,6 +69,44 @@ def draw_atom_weights(mol: object, weights: Sequence[float], ax: object = None, 
     return ax
 
 
+def molecule_figure(mols: Sequence[object], titles: Sequence[str], *, per_row: int = 4, size: int = 220,
+                    title: str | None = None) -> object:
+    """A matplotlib figure of molecules (RDKit depictions), one panel each with its title.
+
+    Parameters
+    ----------
+    mols : sequence of SMILES or RDKit Mol
+    titles : sequence of str
+        One per molecule (what it is and what the model says, with units).
+    per_row : int, default 4
+    size : int, default 220
+        Pixels of each depiction.
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from probe.style import style
+
+    n = len(mols)
+    ncol = min(per_row, n) or 1
+    nrow = max(1, -(-n // ncol))
+    with style():
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.7 * nrow + 0.4), squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            ax.set_axis_off()
+            if k < n:
+                ax.imshow(np.asarray(Draw.MolToImage(_as_mol(mols[k]), size=(size, size))))
+                ax.set_title(titles[k], fontsize=8)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
 def molecule_grid(mols: Sequence[object], legends: Sequence[str] | None = None, per_row: int = 4,
                   size: int = 220) -> object:
     """A PIL image of molecules in a grid (RDKit ``MolsToGridImage``)."""
@@ -87,5 +125,11 @@ def plot_shifts(table: object, ax: object = None, top: int = 12) -> object:
     t = t.reindex(t["change_std"].abs().sort_values(ascending=False).index)[:top][::-1]
     ax.barh(range(len(t)), t["change_std"], color=np.where(t["change_std"] >= 0, "tab:red", "tab:blue"))
     ax.set_yticks(range(len(t)), [f"{n}  {c:+.3g}" for n, c in zip(t["feature"], t["change"])])
-    ax.set_xlabel("change (standard deviations); label: change in own units")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("change (standard deviations of the data)")
+    ax.set_ylabel("descriptor, change in its own units")
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="tab:red", label="raised"), Patch(color="tab:blue", label="lowered")],
+              loc="best", fontsize=7)
     return ax

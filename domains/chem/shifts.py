@@ -113,7 +113,8 @@ class DescriptorShifts:
         from .plots import plot_shifts
 
         ax = plot_shifts(self.for_molecule(k), ax=ax, top=top)
-        ax.set_title(f"{self.table['name'].iloc[0] if len(self.table) else ''}: "
+        rows = self.for_molecule(k)
+        ax.set_title(f"{rows['name'].iloc[0] if len(rows) else k}: "
                      f"{self.prediction[k]:.2f} -> {self.new_prediction[k]:.2f}", fontsize=9)
         return ax
 
