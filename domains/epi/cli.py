@@ -86,7 +86,9 @@ def _run(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from probe.style import save
 
     from .bounds import cori_mean_bounds, neural_bounds
     from .cori import cori
@@ -139,10 +141,11 @@ def _run(args: argparse.Namespace) -> dict:
                 (truth[cb.t_end[ok] - 1] >= cb.lower[ok]) & (truth[cb.t_end[ok] - 1] <= cb.upper[ok])))
             if nb is not None:
                 entry["neural"]["mae_vs_truth"] = float(np.mean(np.abs(nb.estimate - truth[nb.t_end - 1])))
-        fig = plot_report(y, frame, cb, nb, truth=job["truth"], title=f"{name}: {error.describe()}")
-        path = out / f"epi_{name}.png"
-        fig.savefig(path, dpi=90 if args.quick else 120)
-        plt.close(fig)
+        index = getattr(counts, "index", None)
+        dates = index if isinstance(index, pd.DatetimeIndex) else None  # calendar dates where the data have them
+        fig = plot_report(y, frame, cb, nb, truth=job["truth"], dates=dates,
+                          title=f"{name}: R_t under a reporting error of {error.describe()}")
+        path = save(fig, out / f"epi_{name}.png")
         entry["figure"] = path.name
         report[name] = entry
     return {"error_model": error.describe(), "window": args.window, "epidemics": report}
