@@ -54,6 +54,40 @@ def _oracle(args: argparse.Namespace) -> str:
     return "tblite"
 
 
+def _uncertainty_figure(cmp: object, system: str) -> object:
+    """Committee energy, sigma(dE/dt) and max force deviation along each run (walker 0), oracle calls marked."""
+    import matplotlib.lines as mlines
+    import matplotlib.patches as mpatches
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), sharex=True)
+    handles = []
+    for k, (name, run) in enumerate(cmp.runs.items()):
+        h = run.result.history
+        h = h[h["walker"] == 0]
+        t = h["step"] * run.timestep
+        axes[0].plot(t, h["energy"], color=f"C{k}", lw=0.8)
+        axes[0].fill_between(t, h["energy"] - h["energy_std"], h["energy"] + h["energy_std"], color=f"C{k}", alpha=0.3)
+        axes[1].plot(t, h["sigma_dEdt"], color=f"C{k}", lw=0.8)
+        axes[2].plot(t, h["max_force_deviation"], color=f"C{k}", lw=0.8)
+        for ax in axes:
+            for s in run.result.events["step"]:
+                ax.axvline(s * run.timestep, color=f"C{k}", lw=0.3, alpha=0.5)
+        handles += [mlines.Line2D([], [], color=f"C{k}", lw=0.8, label=f"{name} trigger: committee mean"),
+                    mpatches.Patch(color=f"C{k}", alpha=0.3, label=f"{name}: mean +/- committee std"),
+                    mlines.Line2D([], [], color=f"C{k}", lw=0.6, alpha=0.5, label=f"{name}: oracle call")]
+    axes[0].set_ylabel("energy (eV)")
+    axes[0].set_title("committee energy")
+    axes[1].set_ylabel("sigma(dE/dt) (eV/fs)")
+    axes[1].set_title("predicted energy-error rate")
+    axes[2].set_ylabel("max force dev. (eV/Å)")
+    axes[2].set_title("max force deviation")
+    axes[2].set_xlabel("time (fs)")
+    fig.suptitle(f"{system}: uncertainty along each run (walker 0)")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7)
+    return fig
+
+
 def _run(args: argparse.Namespace) -> dict:
     from probe.devices import single_thread
 
@@ -66,8 +100,9 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from probe.style import save, style
 
     from .comparison import compare_triggers
     from .systems import load_system
@@ -106,32 +141,9 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     for name, run in cmp.runs.items():
         run.result.history.to_csv(out / f"history-{name}.csv", index=False)
         run.result.events.to_csv(out / f"events-{name}.csv", index=False)
-    cmp.plot()
-    plt.gcf().tight_layout()
-    plt.gcf().savefig(out / "trigger_comparison.png", dpi=120)
-    plt.close("all")
-
-    fig, axes = plt.subplots(3, 1, figsize=(8, 7), sharex=True)
-    for k, (name, run) in enumerate(cmp.runs.items()):
-        h = run.result.history
-        h = h[h["walker"] == 0]
-        t = h["step"] * run.timestep
-        axes[0].plot(t, h["energy"], color=f"C{k}", lw=0.8, label=f"{name}: committee energy")
-        axes[0].fill_between(t, h["energy"] - h["energy_std"], h["energy"] + h["energy_std"], color=f"C{k}", alpha=0.3)
-        axes[1].plot(t, h["sigma_dEdt"], color=f"C{k}", lw=0.8, label=name)
-        axes[2].plot(t, h["max_force_deviation"], color=f"C{k}", lw=0.8, label=name)
-        ev = run.result.events
-        for ax in axes:
-            for s in ev["step"]:
-                ax.axvline(s * run.timestep, color=f"C{k}", lw=0.3, alpha=0.5)
-    axes[0].set_ylabel("E (eV), +/- std")
-    axes[1].set_ylabel("sigma(dE/dt) (eV/fs)")
-    axes[2].set_ylabel("max force dev (eV/A)")
-    axes[2].set_xlabel("time (fs); vertical lines: oracle calls")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "energy_uncertainty.png", dpi=120)
-    plt.close(fig)
+    with style():
+        save(cmp.plot()[0].figure, out / "trigger_comparison.png")
+        save(_uncertainty_figure(cmp, system), out / "energy_uncertainty.png")
 
     er, mf = table.loc["energy-rate"], table.loc["max-force-dev"]
     verdict = []

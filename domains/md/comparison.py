@@ -50,7 +50,8 @@ class TriggerComparison:
         import matplotlib.pyplot as plt
 
         if axes is None:
-            fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+            fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+            fig.suptitle("triggers side by side: same system, seed and step budget")
         ax_d, ax_u, ax_c = axes
         for k, (name, df) in enumerate(self.drifts.items()):
             color = f"C{k}"
@@ -61,16 +62,22 @@ class TriggerComparison:
                       label=name)
             ev = self.runs[name].result.events
             if len(ev):
-                ax_u.plot(ev["step"] * self.runs[name].timestep, np.full(len(ev), 0.0), "|", color=color, ms=12)
+                # one row of ticks per trigger along the bottom (axes fraction), so that neither hides the other
+                ax_u.plot(ev["step"] * self.runs[name].timestep, np.full(len(ev), 0.04 + 0.07 * k), "|", ms=8,
+                          color=color, transform=ax_u.get_xaxis_transform(), label=f"{name}: oracle call")
         ax_d.set_xlabel("time (fs)")
         ax_d.set_ylabel("oracle total-energy drift (eV)")
+        ax_d.set_title("energy drift along each run")
         ax_d.legend(fontsize=8)
         ax_u.set_xlabel("time (fs)")
-        ax_u.set_ylabel("max force deviation (eV/A)")
-        ax_u.set_title("ticks: oracle calls", fontsize=9)
+        ax_u.set_ylabel("max force deviation (eV/Å)")
+        ax_u.set_title("committee disagreement (walker 0)")
+        ax_u.legend(fontsize=7)
         ax_c.bar(range(len(self.table)), self.table["oracle_calls"], color=[f"C{k}" for k in range(len(self.table))])
         ax_c.set_xticks(range(len(self.table)), self.table.index, rotation=15, fontsize=8)
+        ax_c.set_xlabel("trigger")
         ax_c.set_ylabel("oracle calls")
+        ax_c.set_title("oracle calls per run")
         return axes
 
 
