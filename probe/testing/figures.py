@@ -62,13 +62,26 @@ def _tick_texts(ax: Any) -> tuple[list, set]:
     return seen, every
 
 
+def _shown(artist: Any) -> list:
+    """The texts under ``artist`` whose every ancestor is visible (a hidden legend hides its texts)."""
+    from matplotlib.text import Text
+
+    found, todo = [], [artist]
+    while todo:
+        a = todo.pop()
+        if not a.get_visible():
+            continue
+        if isinstance(a, Text):
+            found.append(a)
+        todo.extend(reversed(a.get_children()))  # depth first, in drawing order
+    return found
+
+
 def visible_texts(fig: Any) -> list:
     """Every text of ``fig`` a reader sees: titles, axis labels, drawn tick labels, legend texts, annotations.
 
     Call after drawing the figure (tick labels are set at draw time).
     """
-    from matplotlib.text import Text
-
     texts, excluded = [], set()
     for ax in _all_axes(fig):
         seen, every = _tick_texts(ax)
@@ -77,11 +90,8 @@ def visible_texts(fig: Any) -> list:
         if not ax.axison:  # its axis labels and offset texts are not drawn
             for axis in (ax.xaxis, ax.yaxis):
                 excluded |= {id(axis.label), id(axis.get_offset_text())}
-    for leg in [*(ax.get_legend() for ax in _all_axes(fig)), *fig.legends]:
-        if leg is not None and not leg.get_visible():
-            excluded |= {id(t) for t in leg.findobj(Text)}
     ids = {id(t) for t in texts}
-    for t in fig.findobj(Text, include_self=False):
+    for t in _shown(fig):
         if id(t) not in excluded and id(t) not in ids and _drawn(t):
             texts.append(t)
             ids.add(id(t))
