@@ -69,7 +69,10 @@ class ModalityReport:
 
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 3.5))
-        self.frame[["attack_success", "certified", "certified_unbounded"]].plot.bar(ax=ax)
+        self.frame[["attack_success", "certified", "certified_unbounded"]].rename(columns={
+            "attack_success": "attacked at eps", "certified": "certified at eps",
+            "certified_unbounded": "certified, modality unbounded"}).plot.bar(ax=ax, rot=0)
+        ax.set_xlabel("modality")
         ax.set_ylabel("fraction of inputs")
         ax.set_ylim(0, 1)
         ax.set_title(f"single-source robustness ({self.rule}, {self.norm})")

@@ -83,6 +83,8 @@ class AttackResult:
         ax.set_xlabel(f"perturbation size ({self.norm})")
         ax.set_ylabel("fraction of inputs flipped")
         ax.set_ylim(0, 1.02)
+        if not ax.get_title():
+            ax.set_title(f"inputs flipped within each budget ({len(self)} inputs)")
         return ax
 
 
@@ -119,8 +121,9 @@ class Attribution:
         if v.ndim == 2:
             lim = np.abs(v).max() or 1.0
             im = ax.imshow(v, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-            ax.figure.colorbar(im, ax=ax, shrink=0.8)
+            ax.figure.colorbar(im, ax=ax, shrink=0.8, label="attribution (output units)")
             ax.set_xlabel("position")
+            ax.set_ylabel("channel")
         else:
             v = v.ravel()
             order = np.argsort(-np.abs(v))[:top][::-1]
@@ -128,6 +131,7 @@ class Attribution:
             ax.barh(range(len(order)), v[order], color=np.where(v[order] >= 0, "tab:red", "tab:blue"))
             ax.set_yticks(range(len(order)), labels)
             ax.set_xlabel("attribution")
+            ax.set_ylabel("feature")
         ax.set_title(self.method)
         return ax
 

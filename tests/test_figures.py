@@ -198,3 +198,28 @@ def test_every_figure_a_command_saves_passes_the_checker(name, tmp_path, monkeyp
     problems = {f.rsplit("/", 1)[-1]: p for f, p in seen.items() if p}
     assert problems == {}
     assert all(path.endswith((".png", ".svg")) for path in seen)
+
+
+def _results():
+    import torch
+
+    from probe.results import AttackResult, Attribution, RobustnessCurve
+
+    d = torch.tensor([0.1, 0.3, float("inf"), 0.2])
+    x = torch.zeros(4, 3)
+    attack = AttackResult(x_adv=x, delta=x, success=torch.isfinite(d), distance=d,
+                          queries=torch.ones(4, dtype=torch.int64), norm="l2", method="fmn")
+    eps = torch.tensor([0.0, 0.1, 0.2])
+    curve = RobustnessCurve(eps=eps, empirical=torch.tensor([0.9, 0.6, 0.3]), certified=torch.tensor([0.9, 0.4, 0.1]),
+                            norm="linf", clean=0.9, method="pgd+crown")
+    return {"attack": attack.plot, "curve": curve.plot,
+            "bars": Attribution(values=torch.randn(2, 5), method="gradient").plot,
+            "map": Attribution(values=torch.randn(2, 4, 12), method="ism").plot}
+
+
+@pytest.mark.parametrize("kind", ["attack", "curve", "bars", "map"])
+def test_result_plots_pass_the_checker(kind):
+    with style.style():
+        ax = _results()[kind]()
+    assert figure_problems(ax.figure) == []
+    plt.close(ax.figure)

@@ -108,6 +108,7 @@ class TrainResult:
         twin.plot(df["epoch"], df["accuracy"], color="tab:orange", marker="s", ms=3, label="clean accuracy")
         twin.set_ylabel("clean training accuracy")
         twin.set_ylim(0, 1.02)
+        ax.legend(handles=[*ax.get_lines(), *twin.get_lines()], frameon=False, loc="center right")
         ax.set_title(self.method)
         return ax
 
