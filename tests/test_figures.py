@@ -223,3 +223,28 @@ def test_result_plots_pass_the_checker(kind):
         ax = _results()[kind]()
     assert figure_problems(ax.figure) == []
     plt.close(ax.figure)
+
+
+def test_a_long_dna_window_is_zoomed_to_readable_letters_beside_an_overview():
+    pytest.importorskip("logomaker")
+    import pandas as pd
+    import torch
+
+    from domains.dna.plots import plot_window
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (300,), generator=g), 4).T.float()
+    attr = 0.1 * torch.randn(4, 300, generator=g) * x
+    attr[:, 200:210] *= 30  # the signal the zoom must find
+    ism = torch.randn(4, 300, generator=g) * (1 - x)
+    sites = pd.DataFrame({"start": [20, 201], "end": [28, 209], "factor": ["SP1", "TBP"]})
+    fig = plot_window(attr, ism, x, edits=[(204, "A", "G")], sites=sites, title="seq: a 300 bp window",
+                      unit="logit", max_letters=80)
+    overview, logo, heat = fig.axes[:3]
+    assert overview.get_xlim() == (-0.5, 299.5)
+    lo, hi = logo.get_xlim()
+    assert hi - lo == 80 and lo <= 200 and 210 <= hi and logo.get_shared_x_axes().joined(logo, heat)
+    assert [t.get_text() for t in logo.texts] == ["TBP", "A>G"]  # SP1 lies outside the zoom
+    assert fig.get_suptitle() == "seq: a 300 bp window" and heat.get_ylabel() == "base substituted in"
+    assert figure_problems(fig) == []
+    plt.close(fig)

@@ -1,7 +1,9 @@
-"""Analytic test problems with known answers, conformance checks for extensions, and a host-sync counter."""
+"""Analytic test problems with known answers, conformance checks for extensions, a host-sync counter and a
+figure-quality check."""
 
 from ..features import TsiprasDistribution
 from .checks import check_attack, check_space, onehot_minimal_edits
+from .figures import figure_problems, visible_texts
 from .hamming import all_sequences, exact_hamming_radius, exact_substitution_probabilities
 from .problems import (
     AffineClassifier,
@@ -17,4 +19,5 @@ __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_thres
            "check_attack", "check_space", "onehot_minimal_edits", "count_host_syncs", "HostSyncCounter",
            "PROXY_SYNCS", "digits_mlp",
            "TsiprasDistribution",
-           "exact_hamming_radius", "exact_substitution_probabilities", "all_sequences"]
+           "exact_hamming_radius", "exact_substitution_probabilities", "all_sequences",
+           "figure_problems", "visible_texts"]
