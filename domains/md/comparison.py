@@ -69,6 +69,9 @@ class TriggerComparison:
         ax_d.set_ylabel("oracle total-energy drift (eV)")
         ax_d.set_title("energy drift along each run")
         ax_d.legend(fontsize=8)
+        lo, hi = ax_u.dataLim.y0, ax_u.dataLim.y1
+        ax_u.set_ylim(min(lo, 0.0) - 0.25 * (hi - min(lo, 0.0)), hi * 1.05)  # room for the tick rows below
+        ax_u.set_yticks([v for v in ax_u.get_yticks() if lo <= v <= hi * 1.05 or v == 0.0])
         ax_u.set_xlabel("time (fs)")
         ax_u.set_ylabel("max force deviation (eV/Å)")
         ax_u.set_title("committee disagreement (walker 0)")
