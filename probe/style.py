@@ -108,7 +108,7 @@ def colorbar(mappable: Any, ax: Any, label: str, unit: str | None = None, **opti
     ----------
     mappable : matplotlib ScalarMappable
         What the colours come from (an image, a scatter, a ``ScalarMappable`` made for the purpose).
-    ax : matplotlib Axes or list of Axes
+    ax : matplotlib Axes, or a list or array of Axes
         Room is taken from these; ``cax=`` in ``options`` draws into a given axes instead.
     label : str
         What the colour shows, e.g. ``"ISM change"``.
@@ -121,7 +121,9 @@ def colorbar(mappable: Any, ax: Any, label: str, unit: str | None = None, **opti
     -------
     matplotlib.colorbar.Colorbar
     """
-    fig = (ax[0] if isinstance(ax, list | tuple) else ax).figure
+    import numpy as np
+
+    fig = (ax if hasattr(ax, "figure") else np.ravel(ax)[0]).figure  # one axes, or a list / array of them
     if "cax" in options:
         cb = fig.colorbar(mappable, **options)
     else:

@@ -17,7 +17,7 @@ from probe.testing.figures import figure_problems, visible_texts  # noqa: E402
 
 
 def _good(ax):
-    ax.plot([0, 1], [0, 1], label="data")
+    ax.plot([0, 0.5, 1], [0, 0.4, 1], label="data")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("signal (V)")
     ax.set_title("a good figure")
@@ -248,3 +248,14 @@ def test_a_long_dna_window_is_zoomed_to_readable_letters_beside_an_overview():
     assert fig.get_suptitle() == "seq: a 300 bp window" and heat.get_ylabel() == "base substituted in"
     assert figure_problems(fig) == []
     plt.close(fig)
+
+
+def test_curves_told_apart_only_by_colour_need_a_legend(fig):
+    ax = fig.axes[0]
+    ax.get_legend().remove()
+    ax.axhline(0.5, color="grey")  # a reference line is no curve
+    assert figure_problems(fig) == []
+    ax.plot([0, 0.5, 1], [1, 0.2, 0], color="tab:orange")
+    assert figure_problems(fig) == ["axes 0 ('a good figure') has curves of 2 colours but no legend"]
+    fig.legend(handles=ax.lines[:1], loc="outside lower center")
+    assert figure_problems(fig) == []

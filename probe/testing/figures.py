@@ -135,6 +135,24 @@ def _legend_problems(fig: Any) -> list[str]:
     return problems
 
 
+def _unexplained_lines(fig: Any) -> list[str]:
+    """Curves told apart only by colour need a legend: an axes with curves of two or more colours and none."""
+    from matplotlib.colors import to_hex
+
+    if any(leg is not None and leg.get_visible() for leg in fig.legends):
+        return []
+    problems = []
+    for ax in _all_axes(fig):
+        if not ax.axison or _is_colorbar(ax) or (ax.get_legend() is not None and ax.get_legend().get_visible()):
+            continue
+        # reference lines (axhline, axvline: two points) are not curves
+        colours = {to_hex(line.get_color()) for line in ax.get_lines()
+                   if line.get_visible() and len(line.get_xdata()) > 2}
+        if len(colours) > 1:
+            problems.append(f"{_axes_name(fig, ax)} has curves of {len(colours)} colours but no legend")
+    return problems
+
+
 def _title_problems(fig: Any) -> list[str]:
     suptitle = getattr(fig, "_suptitle", None)
     if suptitle is not None and suptitle.get_text().strip():
@@ -203,6 +221,8 @@ def figure_problems(fig: Any) -> list[str]:
       as labelled; a colour bar needs its one label);
     - the figure has a title (a suptitle or an axes title);
     - every legend entry has a non-empty label;
+    - curves told apart by colour (two or more colours of curves with more than two points) are
+      explained by a legend on their axes or on the figure;
     - colour that carries a value (an image, a mesh, a scatter coloured by data) has a colour bar;
     - no text's bounding box (from ``fig.canvas.get_renderer()``) overlaps another's, or leaves the
       canvas. Texts are the titles, axis labels, drawn tick labels, legend texts, annotations and any
@@ -219,5 +239,5 @@ def figure_problems(fig: Any) -> list[str]:
     """
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    return [*_label_problems(fig), *_title_problems(fig), *_legend_problems(fig), *_colour_problems(fig),
-            *_text_problems(fig, renderer)]
+    return [*_label_problems(fig), *_title_problems(fig), *_legend_problems(fig), *_unexplained_lines(fig),
+            *_colour_problems(fig), *_text_problems(fig, renderer)]
