@@ -88,10 +88,15 @@ def _run(args: argparse.Namespace) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.progress import Steps
+    from probe.tables import write_table
+
     from .bounds import cori_mean_bounds, neural_bounds
     from .cori import cori
+    from .io import check_incidence
     from .neural import train_neural_estimator
     from .plots import plot_report
+    from .tables import rt_table
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,8 +104,10 @@ def _run(args: argparse.Namespace) -> dict:
     jobs = _jobs(args)
     trained: dict[bytes, object] = {}
     report: dict[str, dict] = {}
+    step = Steps("epi", len(jobs))
     for job in jobs:
         name, counts, si = job["name"], job["counts"], job["si"]
+        step(f"{name}: Cori estimate, exact bounds" + ("" if args.no_neural else ", neural estimator"))
         t0 = time.perf_counter()
         frame = cori(counts, si, window=args.window)
         y = np.asarray(counts, dtype=np.float64)
@@ -144,7 +151,10 @@ def _run(args: argparse.Namespace) -> dict:
         fig.savefig(path, dpi=90 if args.quick else 120)
         plt.close(fig)
         entry["figure"] = path.name
+        table = rt_table(frame, cb, nb, dates=check_incidence(counts, allow_fractional=True).dates)
+        entry["table"] = write_table(out, f"rt_{name}", table)[0].name
         report[name] = entry
+    step.finish()
     return {"error_model": error.describe(), "window": args.window, "epidemics": report}
 
 
