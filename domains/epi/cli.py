@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.progress import Steps
+    from probe.progress import Steps, enabled
     from probe.tables import write_table
 
     from .bounds import cori_mean_bounds, neural_bounds
@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> dict:
                 settings = ({"n_epidemics": 40, "n_days": 80, "epochs": 6} if args.quick
                             else {"n_epidemics": 150, "n_days": 100, "epochs": 20})
                 trained[key] = train_neural_estimator(length=length, window=args.window, serial_interval=si,
-                                                      seed=args.seed, **settings)
+                                                      seed=args.seed, progress=enabled(), **settings)
             est = trained[key]
             nb = neural_bounds(est, y, error)
             entry["neural"] = {"median_rel_width_certified": _median_rel_width(nb.lower, nb.upper, nb.estimate),
