@@ -185,7 +185,9 @@ def _run(args: argparse.Namespace) -> dict:
         write_table(out, "sequences", sequence_table(names, edits, ism, X, ham,
                                                      labels=labels if reference is not None else None))
     reported = f"{len(X)} of {total} sequences" + ("" if len(X) == total else " (--n all reports every one)")
-    print(f"[probe dna] reporting on {reported}", file=sys.stderr)
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"[probe dna] reporting on {reported}", file=sys.stderr)  # above a progress bar, if one runs
     for k in bar(range(min(len(X), 6)), desc="[probe dna] figures", unit="figure"):
         own = None if sites is None else sites[sites.sequence == keep[k]]
         fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own, figsize=(10, 4.8),
