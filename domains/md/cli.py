@@ -69,7 +69,7 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from probe.progress import Steps
+    from probe.progress import Steps, enabled
     from probe.tables import write_table
 
     from .comparison import compare_triggers
@@ -97,6 +97,7 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
         "fit_steps": 15 if args.quick else 60,
         "n_initial": 3 if args.quick else 4,
         "device": args.device,
+        "progress": enabled(),  # the loop's bar follows the command's progress setting
     }
     calibration = None if args.calibration == "none" else args.calibration
     triggers = {"energy-rate": energy_rate_trigger(args.tolerance, calibration=calibration),
