@@ -75,8 +75,13 @@ def test_more_steps_than_announced_raise_the_count(capsys):
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_a_real_terminal_shows_the_steps_and_a_pipe_does_not():
-    code = textwrap.dedent("""
-        from probe.progress import bar, steps
+    # the module alone, loaded from its file: the check is about the terminal, not probe's start-up time
+    code = textwrap.dedent(f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("progress", {progress.__file__!r})
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        bar, steps = mod.bar, mod.steps
         with steps("toy", 2) as step:
             step("first thing")
             for _ in bar(range(3), desc="[probe toy] items", unit="item"):
