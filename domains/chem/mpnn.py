@@ -19,6 +19,11 @@ J. Chem. Inf. Model. 59, 3370 (2019)) reads a molecular graph: a feature row ``v
   graph network. All masked copies of all molecules go through the network in batches; bond weights
   mask one bond at a time the same way.
 
+- ``method="hidden_gradient_x_input"``: :math:`w_v = \\nabla_{h_v} f \\cdot h_v` on the atoms' hidden
+  states :math:`h_v` after message passing (a layer gradient x activation, Shrikumar et al. 2016, as
+  captum's ``LayerGradientXActivation``). With a sum readout :math:`f = \\mathrm{FFN}(\\sum_v h_v)` all
+  atoms share the gradient, so the weights are the FFN's first-order terms and sum to
+  :math:`\\nabla \\mathrm{FFN}(H) \\cdot H`; no bond weights.
 - ``method="readout"``: for a network with an atom-wise readout
   (:class:`~domains.chem.atomwise.AtomwiseAggregation`, ``fit_mpnn(..., readout="atomwise")``), whose
   prediction is :math:`f(G) = \\sum_v t_v + T(b)`, the atom terms :math:`t_v` themselves: the network's
@@ -27,7 +32,7 @@ J. Chem. Inf. Model. 59, 3370 (2019)) reads a molecular graph: a feature row ``v
 
 For the gradient methods an atom's map weight is its own term plus half of each of its bonds' terms,
 so the atom weights of a molecule sum to the total attribution; ``AtomMaps.bond_weights`` keeps the
-bond terms themselves (zero for ``"readout"``, which books everything on atoms).
+bond terms themselves (zero for the two methods on the atoms' states, which book everything on atoms).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from .io import as_molecules
 __all__ = ["MPNN_METHODS", "MPNN_READOUTS", "fit_mpnn", "load_mpnn", "mpnn_atom_weights", "mpnn_predict", "is_mpnn",
            "readout_bias"]
 
-MPNN_METHODS = ("gradient_x_input", "integrated_gradients", "ablation", "readout")
+MPNN_METHODS = ("gradient_x_input", "integrated_gradients", "ablation", "hidden_gradient_x_input", "readout")
 MPNN_READOUTS = ("ffn", "atomwise")
 
 
@@ -206,6 +211,32 @@ def _gradient_terms(model, graphs, output: int, alphas: np.ndarray, device, batc
     return atom_terms, bond_terms, np.concatenate(preds)
 
 
+def _hidden_terms(model, graphs, output: int, device, batch_size: int):
+    """Per molecule: grad_{h_v} f . h_v on the message passing's atom states, and f(G)."""
+    terms, preds, states = [], [], []
+
+    def leaf(module, inputs, out):  # the atom states become the leaf the gradient is taken for
+        states.append(out.detach().requires_grad_(True))
+        return states[-1]
+
+    for s in batches(len(graphs), batch_size):
+        bmg = _batch(graphs[s], device)
+        handle = model.message_passing.register_forward_hook(leaf)
+        try:
+            with torch.enable_grad():
+                y = _forward(model, bmg)[:, output]
+                (g,) = torch.autograd.grad(y.sum(), states[-1])
+        finally:
+            handle.remove()
+        t = (g * states[-1]).sum(1).detach().cpu().double().numpy()
+        preds.append(y.detach().cpu().double().numpy())
+        a0 = 0
+        for gr in graphs[s]:
+            terms.append(t[a0:a0 + len(gr.V)])
+            a0 += len(gr.V)
+    return terms, np.concatenate(preds)
+
+
 def _masked(g, atoms: Sequence[int] = (), edges: Sequence[int] = ()):
     from chemprop.data import MolGraph
 
@@ -310,9 +341,11 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
     model : chemprop.models.MPNN or path
         A trained network (see :func:`load_mpnn`).
     molecules : SMILES, RDKit Mol, sequence of either, or MoleculeSet
-    method : {"integrated_gradients", "gradient_x_input", "ablation", "readout"}, default "integrated_gradients"
-        See the module docstring for the formulas; ``"readout"`` only for networks with an atom-wise
-        readout, whose atom weights then sum to the prediction minus :func:`readout_bias`.
+    method : str, default "integrated_gradients"
+        One of ``"integrated_gradients"``, ``"gradient_x_input"``, ``"ablation"``,
+        ``"hidden_gradient_x_input"``, ``"readout"``; see the module docstring for the formulas.
+        ``"readout"`` only for networks with an atom-wise readout, whose atom weights then sum to
+        the prediction minus :func:`readout_bias`.
     output : int, default 0
         Output column (task) to explain.
     steps : int, default 32
@@ -348,6 +381,10 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
     with model_hygiene(model, dev):
         if method == "readout":
             weights, pred = _readout_terms(model, graphs, output, dev, batch_size)
+            bond_t = [np.zeros(m.GetNumBonds()) for m in mols]
+            queries = len(graphs)
+        elif method == "hidden_gradient_x_input":
+            weights, pred = _hidden_terms(model, graphs, output, dev, batch_size)
             bond_t = [np.zeros(m.GetNumBonds()) for m in mols]
             queries = len(graphs)
         elif method == "ablation":

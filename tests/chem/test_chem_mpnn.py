@@ -107,7 +107,7 @@ def test_ablation_is_the_masked_difference(logp_mpnn):
     assert maps.queries == 1 + n.GetNumAtoms() + n.GetNumBonds()
 
 
-@pytest.mark.parametrize("method", ["gradient_x_input", "integrated_gradients", "ablation"])
+@pytest.mark.parametrize("method", ["gradient_x_input", "integrated_gradients", "ablation", "hidden_gradient_x_input"])
 def test_batch_size_invariance_and_model_state(logp_mpnn, method):
     from domains.chem.mpnn import mpnn_atom_weights
 
@@ -400,3 +400,20 @@ def test_atomwise_readout_on_crippen_logp_against_crippens_split():
     readout, integrated = median_spearman(ro), median_spearman(ig)
     assert readout > 0.4
     assert readout > integrated + 0.15
+
+
+def test_hidden_gradient_x_input_is_the_ffns_first_order_term(logp_mpnn):
+    """With a sum readout every atom shares grad FFN(H): w_v = grad FFN(H) . h_v, computed here by hand."""
+    from chemprop.data import BatchMolGraph
+    from chemprop.featurizers import SimpleMoleculeMolGraphFeaturizer
+
+    from domains.chem.mpnn import mpnn_atom_weights
+
+    smi = "CC(=O)Nc1ccc(O)cc1"
+    maps = mpnn_atom_weights(logp_mpnn, [smi], method="hidden_gradient_x_input")
+    with torch.no_grad():
+        h = logp_mpnn.message_passing(BatchMolGraph([SimpleMoleculeMolGraphFeaturizer()(Chem.MolFromSmiles(smi))]))
+    H = h.sum(0, keepdim=True).requires_grad_(True)
+    (g,) = torch.autograd.grad(logp_mpnn.predictor(H)[0, 0], H)
+    np.testing.assert_allclose(maps.weights[0], (h * g).sum(1).numpy(), rtol=1e-5, atol=1e-6)
+    assert maps.queries == 1 and np.all(maps.bond_weights[0] == 0)
