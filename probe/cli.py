@@ -108,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [c for c in chosen if c not in commands]
             if unknown:
                 raise ProbeError(f"unknown command(s) {unknown}; available: {sorted(commands)}")
+            from .progress import bar, message
+
             results = {}
-            for name in chosen:
+            runs = bar(chosen, desc="[probe demo]", unit="command")
+            for k, name in enumerate(runs, 1):
                 flags = ["--quick"] if args.quick else []
                 sub_args = parser.parse_args([name, "--out", str(args.out / name), *flags])
-                print(f"[probe demo] {name} ...", file=sys.stderr, flush=True)
+                if hasattr(runs, "set_postfix_str"):
+                    runs.set_postfix_str(name)
+                message(f"[probe demo] command {k}/{len(chosen)}: {name}")
                 results[name] = _run_one(commands[name], sub_args)
             write_summary(args.out, {"commands": results})
             print(f"[probe demo] wrote {args.out}/summary.json", file=sys.stderr)

@@ -102,9 +102,12 @@ def _demo(args: argparse.Namespace) -> dict:
     import matplotlib.pyplot as plt
 
     from .microscope import minimal_perturbation, robustness_curve
+    from .progress import Steps
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    step = Steps("core", 3)
+    step("training a ReLU classifier on two spirals")
     x, y = two_spirals(200 if args.quick else 1000, seed=args.seed)
     model = train_classifier(x, y, hidden=32 if args.quick else 64, epochs=150 if args.quick else 400,
                              seed=args.seed)
@@ -114,6 +117,7 @@ def _demo(args: argparse.Namespace) -> dict:
     correct = (pred == y).nonzero().flatten()
     xs = x[correct[: 60 if args.quick else 500]]
     steps = 20 if args.quick else 100
+    step(f"minimal L2 and L-inf perturbations of {len(xs)} points")
     margins = {norm: minimal_perturbation(model, xs, norm=norm, steps=steps) for norm in ("l2", "linf")}
 
     from . import style
@@ -128,6 +132,7 @@ def _demo(args: argparse.Namespace) -> dict:
         certifier = "crown"
     except ImportError:
         pass
+    step("robustness curve (PGD" + (", CROWN" if certifier else "") + ", minimal-norm search)")
     curve = robustness_curve(model, x, y, eps=eps, norm="linf", steps=10 if args.quick else 20, certifier=certifier)
     minimal = robustness_curve(model, x, y, eps=eps, norm="linf", attack="minimal", steps=steps)
     with style.style():
@@ -148,7 +153,25 @@ def _demo(args: argparse.Namespace) -> dict:
     if curve.certified is not None:
         summary["certified_accuracy"] = curve.certified.tolist()
         summary["certifier"] = certifier
+    _tables(out, xs, margins, eps, curve, minimal)
+    step.finish()
     return summary
+
+
+def _tables(out: object, xs: torch.Tensor, margins: dict, eps: torch.Tensor, curve: object, minimal: object) -> None:
+    """``margins.csv`` (one row per point probed) and ``robustness_curve.csv`` (one row per budget)."""
+    from .tables import write_table
+
+    rows = {"point": range(len(xs)), "x1": xs[:, 0].tolist(), "x2": xs[:, 1].tolist()}
+    for norm, r in margins.items():
+        rows[f"margin_{norm}"] = r.distance.tolist()
+        rows[f"found_{norm}"] = r.success.tolist()
+    write_table(out, "margins", [dict(zip(rows, v)) for v in zip(*rows.values())])
+    table = {"eps_linf": eps.tolist(), "robust_accuracy_pgd": curve.empirical.tolist(),
+             "robust_accuracy_minimal_search": minimal.empirical.tolist()}
+    if curve.certified is not None:
+        table["certified_accuracy"] = curve.certified.tolist()
+    write_table(out, "robustness_curve", [dict(zip(table, v)) for v in zip(*table.values())])
 
 
 CORE_COMMAND = Command(name="core", help="margins and robustness curve of a small classifier trained here",

@@ -14,7 +14,7 @@ from .filters import MoleculeFilters
 from .freewilson import FreeWilson, free_wilson, substituent_scores
 from .gsa import descriptor_model, descriptor_problem, descriptor_shapley, descriptor_sobol
 from .io import MoleculeSet, as_molecules, from_frame, read_sdf
-from .mpnn import fit_mpnn, load_mpnn, mpnn_atom_weights, mpnn_predict
+from .mpnn import fit_mpnn, load_mpnn, mpnn_atom_weights, mpnn_predict, readout_bias
 from .shifts import DescriptorShifts, Drop, descriptor_sensitivity, descriptor_shifts
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
     "counterfactuals", "stoned", "Counterfactuals",
     "free_wilson", "substituent_scores", "FreeWilson",
     "descriptor_problem", "descriptor_model", "descriptor_sobol", "descriptor_shapley",
-    "load_mpnn", "mpnn_predict", "mpnn_atom_weights", "fit_mpnn",
+    "load_mpnn", "mpnn_predict", "mpnn_atom_weights", "fit_mpnn", "readout_bias",
     "MoleculeFilters", "graph_edits",
 ]

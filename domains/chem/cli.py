@@ -21,6 +21,8 @@ import torch
 from probe.cli import Command
 from probe.criteria import Threshold
 from probe.errors import ProbeError
+from probe.progress import Steps, bar
+from probe.tables import write_table
 
 __all__ = ["COMMAND", "save_model", "load_model"]
 
@@ -113,7 +115,8 @@ def _atom_figure(rows: list, out: Path, name: str, unit: str | None = None) -> s
     return save(fig, out / name).name
 
 
-def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None) -> None:
+def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None,
+           step: Steps | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
 
@@ -121,11 +124,15 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
 
     from .atoms import atom_weights
     from .shifts import descriptor_shifts
+    from .tables import atom_weight_table, shift_table
 
+    own = step is None
+    step = step or Steps("chem", 4)
     crit = _criterion(args)
+    step(f"atom maps of {len(idx)} molecules")
     maps = atom_weights(model, feats, idx)
     summary["atom_maps"] = _atom_figure([(label, maps)], out, "atom_maps.png", unit)
-    maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
+    write_table(out, "atom_weights", atom_weight_table(maps, unit))
     summary["molecules"] = [{"name": maps.names[k], "smiles": feats.molecules.smiles[i],
                              "prediction": float(maps.prediction[k]),
                              "top_atoms": [int(a) for a in np.argsort(-np.abs(maps.weights[k]))[:3]]}
@@ -139,13 +146,14 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                                         f"{type(model).__name__} gives forward calls only")
     else:
         bits = [n for n in feats.names if n.startswith("morgan_")]
+        step("descriptor shifts")
         try:
             sh = descriptor_shifts(model, feats, idx, crit, immutable=bits, bounds="data", margin=0.1, pool="edits",
                                    pool_size=30 if args.quick else 300)
         except ProbeError as err:
             summary["descriptor_shifts"] = f"not computed: {err}"
         else:
-            sh.table.to_csv(out / "descriptor_shifts.csv", index=False)
+            write_table(out, "descriptor_shifts", shift_table(sh, maps.names, unit))
             with style():
                 fig, axes = plt.subplots(1, len(idx), figsize=(5.5 * len(idx), 4.0), squeeze=False)
                 for k in range(len(idx)):
@@ -164,11 +172,15 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
                                     "neighbour", "neighbour_distance_std", "neighbour_prediction",
                                     "neighbour_success", "crossing", "crossing_prediction"]].to_dict())}
                 for k in range(len(idx))}
-            sh.neighbours.to_csv(out / "descriptor_shift_neighbours.csv", index=False)
+            write_table(out, "descriptor_shift_neighbours", sh.neighbours)
     if differentiable and any(n.startswith("morgan_") for n in feats.names):
+        step("certified fingerprint bit flips")
         summary["bit_flips"] = _bit_flips(model, feats, idx, args, out)
+    step("counterfactuals (SELFIES edits)")
     summary["counterfactuals"] = _counterfactuals(model, feats.molecules, idx, maps.names, args, out, crit,
                                                   feats.featurizer, unit)
+    if own:
+        step.finish()
 
 
 def _goal(args: argparse.Namespace, unit: str | None) -> str:
@@ -188,13 +200,14 @@ def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer,
     from .counterfactuals import counterfactuals
 
     cfs: dict = {}
-    for k, i in enumerate(idx[:1] if args.quick else idx):
+    chosen = idx[:1] if args.quick else idx
+    for k, i in bar(enumerate(chosen), desc="[probe chem] counterfactuals", total=len(chosen), unit="molecule"):
         try:
             cf = counterfactuals(model, mols.mols[i], crit, featurizer=featurizer, n_samples=args.samples, top=8)
         except ProbeError as err:
             cfs[names[k]] = f"not searched: {err}"
             continue
-        cf.table.to_csv(out / f"counterfactuals_{k}.csv", index=False)
+        write_table(out, f"counterfactuals_{k}", cf.table)
         if len(cf):
             from probe.style import save
 
@@ -214,7 +227,9 @@ def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
     maps = type(maps)(maps.weights, maps.prediction, maps.mols, tuple(mols.names[i] for i in idx), maps.method,
                       maps.queries, maps.bond_weights)
     summary["atom_maps"] = _atom_figure([("chemprop", maps)], out, "atom_maps.png")
-    maps.to_frame().to_csv(out / "atom_weights.csv", index=False)
+    from .tables import atom_weight_table
+
+    write_table(out, "atom_weights", atom_weight_table(maps))
     summary["molecules"] = [{"name": maps.names[k], "smiles": mols.smiles[i], "prediction": float(maps.prediction[k]),
                              "top_atoms": [int(a) for a in np.argsort(-np.abs(maps.weights[k]))[:3]],
                              "top_bonds": [int(b) for b in np.argsort(-np.abs(maps.bond_weights[k]))[:3]]}
@@ -232,7 +247,7 @@ def _bit_flips(model, feats, idx, args, out: Path) -> dict | str:
                                   n=1_000 if args.quick else 10_000)
     except ProbeError as err:
         return f"not certified: {err}"
-    flips.to_csv(out / "bit_flips.csv", index=False)
+    write_table(out, "bit_flips", flips)
     return {r.name: {"certified_flips": int(r.certified_flips), "smoothed_flips": int(r.smoothed_flips),
                      "set_bits": int(r.set_bits)} for r in flips.itertuples()}
 
@@ -269,6 +284,8 @@ def _default(args, out: Path) -> dict:
     from .freewilson import free_wilson, substituent_scores
     from .models import fit_mlp
 
+    step = Steps("chem", 7)
+    step("training the fingerprint + descriptor MLP")
     df = datasets.sulfonamides()
     n_bits = 256 if args.quick else 2048
     if args.quick:
@@ -287,9 +304,10 @@ def _default(args, out: Path) -> dict:
                      "features": len(feats.names), "test_r2": float(r2),
                      "test_spearman": float(spearmanr(pred[test], y[test])[0])}
     idx = [int(i) for i in np.argsort(-y)[: args.top]]
-    _probe(model, feats, idx, args, out, summary, label="MLP", unit="pIC50")
+    _probe(model, feats, idx, args, out, summary, label="MLP", unit="pIC50", step=step)
 
     # a random forest on the fingerprint alone, mapped with forward calls only, next to the network
+    step("random forest atom maps and RDKit's similarity-map check")
     fp = featurize(df.set_index("name")["smiles"], kind="morgan", n_bits=n_bits)
     rf = RandomForestRegressor(n_estimators=30 if args.quick else 200, random_state=0, n_jobs=1)
     rf.fit(fp.X[tr].numpy(), y[tr])
@@ -301,6 +319,7 @@ def _default(args, out: Path) -> dict:
     summary["rdkit_similarity_map_max_abs_diff"] = _rdkit_check(rf, fp, idx[0], rf_maps.weights[0])
 
     # ground truth: Free-Wilson substituent contributions against summed atom weights
+    step("Free-Wilson substituent contributions")
     fw = free_wilson(feats.molecules, y, datasets.sulfonamide_scaffold())
     matched = [int(i) for i in fw.matched]
     fw_rows = {}
@@ -309,8 +328,9 @@ def _default(args, out: Path) -> dict:
         table = substituent_scores(fw, dict(zip(matched, maps.weights)))
         sel = table[(table["count"] >= 3) & table["atom_score"].notna() & (table["position"] != "R10")]
         fw_rows[label] = {"substituents": len(sel), "spearman": float(spearmanr(sel.contribution, sel.atom_score)[0])}
-        table.to_csv(out / f"freewilson_{label.lower()}.csv", index=False)
+        write_table(out, f"freewilson_{label.lower()}", table)
     summary["free_wilson"] = {"r2": fw.r2, "matched": len(matched), **fw_rows}
+    step.finish()
     return summary
 
 

@@ -19,9 +19,20 @@ J. Chem. Inf. Model. 59, 3370 (2019)) reads a molecular graph: a feature row ``v
   graph network. All masked copies of all molecules go through the network in batches; bond weights
   mask one bond at a time the same way.
 
+- ``method="hidden_gradient_x_input"``: :math:`w_v = \\nabla_{h_v} f \\cdot h_v` on the atoms' hidden
+  states :math:`h_v` after message passing (a layer gradient x activation, Shrikumar et al. 2016, as
+  captum's ``LayerGradientXActivation``). With a sum readout :math:`f = \\mathrm{FFN}(\\sum_v h_v)` all
+  atoms share the gradient, so the weights are the FFN's first-order terms and sum to
+  :math:`\\nabla \\mathrm{FFN}(H) \\cdot H`; no bond weights.
+- ``method="readout"``: for a network with an atom-wise readout
+  (:class:`~domains.chem.atomwise.AtomwiseAggregation`, ``fit_mpnn(..., readout="atomwise")``), whose
+  prediction is :math:`f(G) = \\sum_v t_v + T(b)`, the atom terms :math:`t_v` themselves: the network's
+  own exact decomposition of its output (no path, no baseline, one forward pass). Networks whose FFN
+  acts on the sum of the atoms' states have no such terms and are refused.
+
 For the gradient methods an atom's map weight is its own term plus half of each of its bonds' terms,
 so the atom weights of a molecule sum to the total attribution; ``AtomMaps.bond_weights`` keeps the
-bond terms themselves.
+bond terms themselves (zero for the two methods on the atoms' states, which book everything on atoms).
 """
 
 from __future__ import annotations
@@ -38,9 +49,11 @@ from probe.errors import ProbeError
 from .atoms import AtomMaps
 from .io import as_molecules
 
-__all__ = ["MPNN_METHODS", "fit_mpnn", "load_mpnn", "mpnn_atom_weights", "mpnn_predict", "is_mpnn"]
+__all__ = ["MPNN_METHODS", "MPNN_READOUTS", "fit_mpnn", "load_mpnn", "mpnn_atom_weights", "mpnn_predict", "is_mpnn",
+           "readout_bias"]
 
-MPNN_METHODS = ("gradient_x_input", "integrated_gradients", "ablation")
+MPNN_METHODS = ("gradient_x_input", "integrated_gradients", "ablation", "hidden_gradient_x_input", "readout")
+MPNN_READOUTS = ("ffn", "atomwise")
 
 
 def _chemprop():
@@ -198,6 +211,32 @@ def _gradient_terms(model, graphs, output: int, alphas: np.ndarray, device, batc
     return atom_terms, bond_terms, np.concatenate(preds)
 
 
+def _hidden_terms(model, graphs, output: int, device, batch_size: int):
+    """Per molecule: grad_{h_v} f . h_v on the message passing's atom states, and f(G)."""
+    terms, preds, states = [], [], []
+
+    def leaf(module, inputs, out):  # the atom states become the leaf the gradient is taken for
+        states.append(out.detach().requires_grad_(True))
+        return states[-1]
+
+    for s in batches(len(graphs), batch_size):
+        bmg = _batch(graphs[s], device)
+        handle = model.message_passing.register_forward_hook(leaf)
+        try:
+            with torch.enable_grad():
+                y = _forward(model, bmg)[:, output]
+                (g,) = torch.autograd.grad(y.sum(), states[-1])
+        finally:
+            handle.remove()
+        t = (g * states[-1]).sum(1).detach().cpu().double().numpy()
+        preds.append(y.detach().cpu().double().numpy())
+        a0 = 0
+        for gr in graphs[s]:
+            terms.append(t[a0:a0 + len(gr.V)])
+            a0 += len(gr.V)
+    return terms, np.concatenate(preds)
+
+
 def _masked(g, atoms: Sequence[int] = (), edges: Sequence[int] = ()):
     from chemprop.data import MolGraph
 
@@ -240,6 +279,58 @@ def _ablation_terms(model, graphs, output: int, device, batch_size: int):
             base, len(rows))
 
 
+def _atomwise_head(model: object) -> tuple:
+    """(aggregation, output layer, output transform) of a network with an atom-wise readout, else ProbeError."""
+    cp = _chemprop()
+    from .atomwise import AtomwiseAggregation
+
+    agg, pred = model.agg, model.predictor
+    why = None
+    if not isinstance(agg, AtomwiseAggregation):
+        why = f"its aggregation is {type(agg).__name__}, so its FFN acts on the sum of the atoms' states"
+    elif not isinstance(model.bn, torch.nn.Identity):
+        why = "it batch-normalises the summed states"
+    elif not isinstance(pred, cp.nn.RegressionFFN) or pred.n_targets != 1:
+        why = f"its predictor {type(pred).__name__} is not a plain regression output layer"
+    elif len(pred.ffn) != 1 or len(pred.ffn[0]) != 1 or not isinstance(pred.ffn[0][0], torch.nn.Linear):
+        why = "its predictor has hidden layers after the sum (build it with n_layers=0)"
+    elif not isinstance(pred.output_transform, (torch.nn.Identity, cp.nn.UnscaleTransform)):
+        why = f"its output transform {type(pred.output_transform).__name__} is not affine"
+    if why is not None:
+        raise ProbeError(f"method='readout' needs a network with an atom-wise readout "
+                         f"(fit_mpnn(..., readout='atomwise')): {why}")
+    return agg, pred.ffn[0][0], pred.output_transform
+
+
+def readout_bias(model: object) -> np.ndarray:
+    """The constant :math:`T(b)` of an atom-wise readout, shape (K,): prediction = sum of atom terms + bias.
+
+    Raises ``ProbeError`` for a network without an atom-wise readout (see :func:`mpnn_atom_weights`).
+    """
+    model = load_mpnn(model)
+    _, lin, transform = _atomwise_head(model)
+    with model_hygiene(model), torch.no_grad():
+        return transform(lin.bias[None]).reshape(-1).cpu().double().numpy()
+
+
+def _readout_terms(model, graphs, output: int, device, batch_size: int):
+    """Per molecule: the atom terms t_v = T(W g(h_v) + b) - T(b) of an atom-wise readout, and f(G)."""
+    agg, lin, transform = _atomwise_head(model)
+    terms, preds = [], []
+    with torch.no_grad():
+        bias = transform(lin.bias[None])
+        for s in batches(len(graphs), batch_size):
+            bmg = _batch(graphs[s], device)
+            t = transform(lin(agg.atom_states(model.message_passing(bmg)))) - bias
+            t = t[:, output].cpu().double().numpy()
+            preds.append(_forward(model, bmg)[:, output].cpu().double().numpy())
+            a0 = 0
+            for g in graphs[s]:
+                terms.append(t[a0:a0 + len(g.V)])
+                a0 += len(g.V)
+    return terms, np.concatenate(preds)
+
+
 def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integrated_gradients", output: int = 0,
                       steps: int = 32, featurizer: object | None = None, batch_size: int = 128,
                       device: str | torch.device | None = None) -> AtomMaps:
@@ -250,8 +341,11 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
     model : chemprop.models.MPNN or path
         A trained network (see :func:`load_mpnn`).
     molecules : SMILES, RDKit Mol, sequence of either, or MoleculeSet
-    method : {"integrated_gradients", "gradient_x_input", "ablation"}, default "integrated_gradients"
-        See the module docstring for the formulas.
+    method : str, default "integrated_gradients"
+        One of ``"integrated_gradients"``, ``"gradient_x_input"``, ``"ablation"``,
+        ``"hidden_gradient_x_input"``, ``"readout"``; see the module docstring for the formulas.
+        ``"readout"`` only for networks with an atom-wise readout, whose atom weights then sum to
+        the prediction minus :func:`readout_bias`.
     output : int, default 0
         Output column (task) to explain.
     steps : int, default 32
@@ -269,6 +363,12 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
         ``weights`` per heavy atom (output units) and ``bond_weights`` per RDKit bond index;
         ``queries`` counts the graphs sent through the network (for the gradient methods, each
         forward-backward pass of a molecule counts once per path step).
+
+    Raises
+    ------
+    ProbeError
+        For an unknown method, ``steps < 1``, or ``method="readout"`` on a network without an
+        atom-wise readout (the message says what it has instead).
     """
     if method not in MPNN_METHODS:
         raise ProbeError(f"method must be one of {MPNN_METHODS}, got {method!r}")
@@ -279,7 +379,15 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
     dev = resolve_device(device, model)
     graphs = _graphs(mols, featurizer, model)
     with model_hygiene(model, dev):
-        if method == "ablation":
+        if method == "readout":
+            weights, pred = _readout_terms(model, graphs, output, dev, batch_size)
+            bond_t = [np.zeros(m.GetNumBonds()) for m in mols]
+            queries = len(graphs)
+        elif method == "hidden_gradient_x_input":
+            weights, pred = _hidden_terms(model, graphs, output, dev, batch_size)
+            bond_t = [np.zeros(m.GetNumBonds()) for m in mols]
+            queries = len(graphs)
+        elif method == "ablation":
             atom_t, bond_t, pred, queries = _ablation_terms(model, graphs, output, dev, batch_size)
             weights = atom_t
         else:
@@ -299,7 +407,7 @@ def mpnn_atom_weights(model: object, molecules: object, *, method: str = "integr
 
 def fit_mpnn(molecules: object, y: object, *, hidden: int = 128, depth: int = 3, aggregation: str = "sum",
              epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, ffn_hidden: int = 128, ffn_layers: int = 1,
-             seed: int = 0,
+             readout: str = "ffn", seed: int = 0,
              device: str | torch.device | None = None) -> object:
     """Train a small chemprop ``MPNN`` regressor by Adam on squared error (seeded; a plain loop, no Trainer).
 
@@ -314,7 +422,14 @@ def fit_mpnn(molecules: object, y: object, *, hidden: int = 128, depth: int = 3,
         Message-passing steps.
     aggregation : {"sum", "mean", "norm"}, default "sum"
         Readout over atoms; a sum suits additive properties such as logP.
-    epochs, lr, batch_size, ffn_hidden : training settings
+    epochs, lr, batch_size, ffn_hidden, ffn_layers : training settings
+        ``ffn_layers`` hidden layers of width ``ffn_hidden`` before the output layer.
+    readout : {"ffn", "atomwise"}, default "ffn"
+        ``"ffn"``: chemprop's standard readout, the FFN on the aggregated atom states.
+        ``"atomwise"``: the FFN's hidden layers on every atom, then a sum, then the output layer
+        (:class:`~domains.chem.atomwise.AtomwiseAggregation`), so the prediction is a sum of atom
+        terms plus a constant and ``mpnn_atom_weights(..., method="readout")`` returns those terms;
+        needs ``aggregation="sum"``.
     seed : int, default 0
         Seeds weights and shuffling without touching the global generator.
     device : str or torch.device, optional
@@ -334,6 +449,10 @@ def fit_mpnn(molecules: object, y: object, *, hidden: int = 128, depth: int = 3,
     aggs = {"sum": cp.nn.SumAggregation, "mean": cp.nn.MeanAggregation, "norm": cp.nn.NormAggregation}
     if aggregation not in aggs:
         raise ProbeError(f"aggregation must be one of {tuple(aggs)}, got {aggregation!r}")
+    if readout not in MPNN_READOUTS:
+        raise ProbeError(f"readout must be one of {MPNN_READOUTS}, got {readout!r}")
+    if readout == "atomwise" and aggregation != "sum":
+        raise ProbeError(f"readout='atomwise' sums the atoms' terms: it needs aggregation='sum', got {aggregation!r}")
     dev = resolve_device(device)
     mu, sd = Y.mean(0), Y.std(0)
     sd[sd == 0] = 1.0
@@ -344,9 +463,18 @@ def fit_mpnn(molecules: object, y: object, *, hidden: int = 128, depth: int = 3,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mp = cp.nn.BondMessagePassing(d_h=hidden, depth=depth)
-        ffn = cp.nn.RegressionFFN(n_tasks=Y.shape[1], input_dim=hidden, hidden_dim=ffn_hidden, n_layers=ffn_layers,
-                                  output_transform=cp.nn.UnscaleTransform.from_standard_scaler(scaler))
-        net = cp.models.MPNN(mp, aggs[aggregation](), ffn, batch_norm=False)
+        unscale = cp.nn.UnscaleTransform.from_standard_scaler(scaler)
+        if readout == "atomwise":
+            from .atomwise import AtomwiseAggregation
+
+            agg = AtomwiseAggregation(input_dim=hidden, hidden_dim=ffn_hidden, n_layers=ffn_layers)
+            ffn = cp.nn.RegressionFFN(n_tasks=Y.shape[1], input_dim=agg.output_dim, n_layers=0,
+                                      output_transform=unscale)
+        else:
+            agg = aggs[aggregation]()
+            ffn = cp.nn.RegressionFFN(n_tasks=Y.shape[1], input_dim=hidden, hidden_dim=ffn_hidden,
+                                      n_layers=ffn_layers, output_transform=unscale)
+        net = cp.models.MPNN(mp, agg, ffn, batch_norm=False)
     net.to(dev)
     graphs = _graphs(mols, None, net)
     target = torch.as_tensor((Y - mu) / sd, dtype=torch.float32, device=dev)

@@ -13,6 +13,8 @@ import torch
 from probe import Misclassify, ProbeError
 from probe.cli import Command
 from probe.loading import check_single_output, load_model
+from probe.progress import Steps, bar
+from probe.tables import write_table
 
 __all__ = ["COMMAND", "load_model"]
 
@@ -106,6 +108,7 @@ def _run(args: argparse.Namespace) -> dict:
     from .models import fit, small_cnn
     from .motifs import match_motifs, seqlets
     from .plots import plot_window
+    from .tables import sequence_table
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,8 @@ def _run(args: argparse.Namespace) -> dict:
     sites = None
     if args.factory and not args.model:
         raise ProbeError(f"--factory {args.factory!r} needs --model, the state_dict file its weights come from")
+    step = Steps("dna", 6)
+    step("loading the model and sequences" if args.model else "training a CNN on generated promoters")
     if args.fasta is None:
         n, epochs = (900, 6) if args.quick else (3000, 15)
         data = datasets.promoters(n, 60, seed=args.seed, sharpen=3)
@@ -148,12 +153,15 @@ def _run(args: argparse.Namespace) -> dict:
         criterion = Misclassify()
         reference = None
         summary.update(source=str(args.fasta))
+    step(f"saturation mutagenesis of {len(X)} sequences")
     ism = saturation_mutagenesis(model, X)
     if ism.dim() == 4:
         pred = model(X).argmax(1) if isinstance(model, torch.nn.Module) else None
         ism = ism.gather(3, pred[:, None, None, None].expand(-1, 4, X.shape[2], 1))[..., 0]
+    step(f"gradient x input and minimal edits (up to {args.max_edits})")
     attr = gradient_x_input(model, X)
     edits = minimal_edits(model, X, criterion, max_edits=args.max_edits)
+    step(f"seqlets and motifs ({args.motifs or ('demo' if args.fasta is None else 'vertebrates')})")
     found = seqlets(attr, max_seqlets=2)
     spec = args.motifs or ("demo" if args.fasta is None else "vertebrates")
     if spec == "demo":
@@ -165,16 +173,23 @@ def _run(args: argparse.Namespace) -> dict:
         matched = annotate_seqlets(X, found, _motif_spec(spec), top_k=3)
         motif_cols = ["name", "start", "end", "rank", "motif", "matrix_id", "family", "p_value", "q_value", "strand"]
     matched.insert(1, "name", [names[i] for i in matched.sequence])
+    step("certified Hamming radii")
     ham = _hamming(model, X, labels if reference is not None else None, reference, edits, args)
     ham["name"] = names
-    ham.to_csv(out / "hamming.csv", index=False)
+    step("tables and figures")
+    write_table(out, "hamming", ham)
     table = edits.to_frame()
     table["name"] = [names[i] for i in table.sequence]  # the record names, as in summary.json
-    table.to_csv(out / "edits.csv", index=False)
-    matched.to_csv(out / "motifs.csv", index=False)
+    write_table(out, "edits", table)
+    write_table(out, "motifs", matched)
+    if ism.dim() == 3:
+        write_table(out, "sequences", sequence_table(names, edits, ism, X, ham,
+                                                     labels=labels if reference is not None else None))
     reported = f"{len(X)} of {total} sequences" + ("" if len(X) == total else " (--n all reports every one)")
-    print(f"[probe dna] reporting on {reported}", file=sys.stderr)
-    for k in range(min(len(X), 6)):
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"[probe dna] reporting on {reported}", file=sys.stderr)  # above a progress bar, if one runs
+    for k in bar(range(min(len(X), 6)), desc="[probe dna] figures", unit="figure"):
         own = None if sites is None else sites[sites.sequence == keep[k]]
         fig = plot_window(attr.values[k], ism[k], X[k], edits=edits.edits[k], sites=own,
                           title=f"{names[k]}: gradient x input (top), in-silico mutagenesis (bottom)",
@@ -195,6 +210,7 @@ def _run(args: argparse.Namespace) -> dict:
         hits = [m in planted.get(keep[s], set()) for s, m in zip(matched.sequence, matched.motif)]
         summary.update(fraction_edits_in_sites=round(float(np.mean(in_site)), 4) if in_site else None,
                        fraction_motifs_planted=round(float(np.mean(hits)), 4) if hits else None)
+    step.finish()
     return summary
 
 

@@ -86,14 +86,17 @@ def _run(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import pandas as pd
 
+    from probe.progress import Steps, enabled
     from probe.style import save
+    from probe.tables import write_table
 
     from .bounds import cori_mean_bounds, neural_bounds
     from .cori import cori
+    from .io import check_incidence
     from .neural import train_neural_estimator
     from .plots import plot_report
+    from .tables import rt_table
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +104,10 @@ def _run(args: argparse.Namespace) -> dict:
     jobs = _jobs(args)
     trained: dict[bytes, object] = {}
     report: dict[str, dict] = {}
+    step = Steps("epi", len(jobs))
     for job in jobs:
         name, counts, si = job["name"], job["counts"], job["si"]
+        step(f"{name}: Cori estimate, exact bounds" + ("" if args.no_neural else ", neural estimator"))
         t0 = time.perf_counter()
         frame = cori(counts, si, window=args.window)
         y = np.asarray(counts, dtype=np.float64)
@@ -125,7 +130,7 @@ def _run(args: argparse.Namespace) -> dict:
                 settings = ({"n_epidemics": 40, "n_days": 80, "epochs": 6} if args.quick
                             else {"n_epidemics": 150, "n_days": 100, "epochs": 20})
                 trained[key] = train_neural_estimator(length=length, window=args.window, serial_interval=si,
-                                                      seed=args.seed, **settings)
+                                                      seed=args.seed, progress=enabled(), **settings)
             est = trained[key]
             nb = neural_bounds(est, y, error)
             entry["neural"] = {"median_rel_width_certified": _median_rel_width(nb.lower, nb.upper, nb.estimate),
@@ -141,13 +146,15 @@ def _run(args: argparse.Namespace) -> dict:
                 (truth[cb.t_end[ok] - 1] >= cb.lower[ok]) & (truth[cb.t_end[ok] - 1] <= cb.upper[ok])))
             if nb is not None:
                 entry["neural"]["mae_vs_truth"] = float(np.mean(np.abs(nb.estimate - truth[nb.t_end - 1])))
-        index = getattr(counts, "index", None)
-        dates = index if isinstance(index, pd.DatetimeIndex) else None  # calendar dates where the data have them
+        dates = check_incidence(counts, allow_fractional=True).dates  # calendar dates where the data have them
         fig = plot_report(y, frame, cb, nb, truth=job["truth"], dates=dates,
                           title=f"{name}: R_t under a reporting error of {error.describe()}")
         path = save(fig, out / f"epi_{name}.png")
         entry["figure"] = path.name
+        table = rt_table(frame, cb, nb, dates=dates)
+        entry["table"] = write_table(out, f"rt_{name}", table)[0].name
         report[name] = entry
+    step.finish()
     return {"error_model": error.describe(), "window": args.window, "epidemics": report}
 
 

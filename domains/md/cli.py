@@ -102,10 +102,13 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     matplotlib.use("Agg")
     import numpy as np
 
+    from probe.progress import Steps, enabled
     from probe.style import save, style
+    from probe.tables import write_table
 
     from .comparison import compare_triggers
     from .systems import load_system
+    from .tables import label_table, step_table
     from .triggers import energy_rate_trigger, max_force_deviation_trigger
 
     out = Path(args.out)
@@ -128,19 +131,23 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
         "fit_steps": 15 if args.quick else 60,
         "n_initial": 3 if args.quick else 4,
         "device": args.device,
+        "progress": enabled(),  # the loop's bar follows the command's progress setting
     }
     calibration = None if args.calibration == "none" else args.calibration
     triggers = {"energy-rate": energy_rate_trigger(args.tolerance, calibration=calibration),
                 "max-force-dev": max_force_deviation_trigger(lo, hi)}
+    step = Steps("md", 3)
+    step(f"on-the-fly MD of {system}, {steps} steps with the {oracle} oracle, per trigger: {', '.join(triggers)}")
     # the label stores live in the output folder, so an interrupted run resumes where it stopped
     cmp = compare_triggers(load_system(system), triggers, oracle=oracle, steps=steps, seed=args.seed, workdir=out,
                            heldout_every=2 if args.quick else 5, drift_every=2 if args.quick else 5, **options)
+    step("tables: trigger comparison, one row per MD step, one per oracle label")
     table = cmp.table
-    table.to_csv(out / "trigger_comparison.csv")
+    write_table(out, "trigger_comparison", table)
     (out / "trigger_comparison.md").write_text(markdown_table(table) + "\n")
-    for name, run in cmp.runs.items():
-        run.result.history.to_csv(out / f"history-{name}.csv", index=False)
-        run.result.events.to_csv(out / f"events-{name}.csv", index=False)
+    write_table(out, "steps", step_table(cmp.runs))
+    write_table(out, "labels", label_table(cmp.runs, out))
+    step("figures")
     with style():
         save(cmp.plot()[0].figure, out / "trigger_comparison.png")
         save(_uncertainty_figure(cmp, system), out / "energy_uncertainty.png")
@@ -151,6 +158,7 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
                       ("max_abs_drift", "smaller energy drift")):
         best = "energy-rate" if er[col] < mf[col] else ("max-force-dev" if mf[col] < er[col] else "tie")
         verdict.append(f"{what}: {best} ({er[col]:.4g} vs {mf[col]:.4g})")
+    step.finish()
     return {
         "system": system,
         "oracle": oracle,

@@ -40,6 +40,9 @@ def test_epi_command_on_user_csv(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["error_model"] == "±1 cases/day"
     assert summary["epidemics"]["mine"]["days"] == 32
+    # the user's dates label the R_t windows
+    table = pd.read_csv(out / summary["epidemics"]["mine"]["table"])
+    assert table["date_end"].iloc[-1] == flu.incidence.index[-1].strftime("%Y-%m-%d") and len(table) == 25
 
 
 def test_epi_command_errors_are_reported(tmp_path, capsys):

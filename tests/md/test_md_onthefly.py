@@ -210,19 +210,37 @@ def test_pyscf_forces_are_minus_the_gradient_of_its_energy():
     assert lab["forces"][1, 2] == pytest.approx(-lab["forces"][0, 2])
 
 
-def test_cli_quick_writes_summary_and_figures(tmp_path):
+def test_cli_quick_writes_summary_and_figures(tmp_path, capsys, monkeypatch):
     import json
+
+    import pandas as pd
 
     from probe.cli import main
 
+    monkeypatch.delenv("PROBE_PROGRESS", raising=False)
     out = tmp_path / "md"
     assert main(["md", "--quick", "--out", str(out), "--steps", "6"]) == 0
+    assert capsys.readouterr().err == f"[probe md] wrote {out}/summary.json\n"  # no progress off a terminal
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["oracle_calls"] >= 3
     assert set(summary["triggers"]) == {"energy-rate", "max-force-dev"}
     for name in ("trigger_comparison.png", "energy_uncertainty.png", "trigger_comparison.csv",
-                 "trigger_comparison.md"):
+                 "trigger_comparison.md", "steps.csv", "labels.csv"):
         assert (out / name).exists()
+    # one row per MD step and per label, for each trigger, as many as the summary counts
+    steps, labels = pd.read_csv(out / "steps.csv"), pd.read_csv(out / "labels.csv")
+    assert "committee_energy_eV" in steps and "time_fs" in steps and "oracle_energy_eV" in labels
+    for name, row in summary["triggers"].items():
+        s, lab = steps[steps.trigger == name], labels[labels.trigger == name]
+        assert list(s.step) == list(range(summary["steps"]))
+        assert len(lab) == row["labels"] == row["oracle_calls"]
+        assert (lab.reason != "initial").sum() == s.labelled.sum()
+        moved = lab[lab.reason != "initial"]
+        assert sorted(moved.step) == sorted(s.step[s.labelled]) and moved.oracle_energy_eV.notna().all()
+        assert (moved.force_rms_error_eV_per_A > 0).all()
+        np.testing.assert_allclose(moved.committee_energy_eV.to_numpy(),
+                                   s.set_index("step").loc[moved.step, "committee_energy_eV"].to_numpy())
+    assert pd.read_csv(out / "trigger_comparison.csv").trigger.tolist() == list(summary["triggers"])
 
 
 def test_langevin_walkers_are_reproducible_given_the_seed():
