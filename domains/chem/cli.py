@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import pickle
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from probe.cli import Command
-from probe.criteria import Threshold
 from probe.errors import ProbeError
+
+if TYPE_CHECKING:  # numpy, torch and RDKit load when the command runs, not for ``probe chem --help``
+    import numpy as np
 
 __all__ = ["COMMAND", "save_model", "load_model"]
 
@@ -38,6 +38,8 @@ def load_model(path: str | Path) -> tuple[object, object | None]:
 
     Only load files you trust: pickles can run code.
     """
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ProbeError(f"model file {str(path)!r} does not exist")
@@ -53,6 +55,8 @@ def load_model(path: str | Path) -> tuple[object, object | None]:
 
 def _is_chemprop_file(path: Path) -> bool:
     """A Lightning checkpoint or a chemprop model file (``chemprop.models.save_model``)."""
+    import torch
+
     if not path.exists():
         return False
     if path.suffix == ".ckpt":
@@ -81,6 +85,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _criterion(args):
+    from probe.criteria import Threshold
+
     from .shifts import Drop
 
     return Threshold(args.threshold) if args.threshold is not None else Drop(args.delta)
@@ -116,6 +122,8 @@ def _atom_figure(rows: list, out: Path, name: str, unit: str | None = None) -> s
 def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "model", unit: str | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
 
     from .atoms import atom_weights
     from .shifts import descriptor_shifts
@@ -171,6 +179,8 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
 
 def _finite(d: dict) -> dict:
     """NaN and inf (nothing found) as null, so that summary.json stays strict JSON."""
+    import numpy as np
+
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
 
@@ -195,6 +205,8 @@ def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer)
 
 def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
     """Atom and bond maps and counterfactuals of a chemprop network; descriptor shifts do not apply."""
+    import numpy as np
+
     from .mpnn import mpnn_atom_weights
 
     maps = mpnn_atom_weights(net, [mols.mols[i] for i in idx], method="integrated_gradients")
@@ -226,6 +238,7 @@ def _bit_flips(model, feats, idx, args, out: Path) -> dict | str:
 
 def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
     """Largest difference between our atom weights and RDKit's ``GetAtomicWeightsForModel`` for molecule ``i``."""
+    import numpy as np
     from rdkit import DataStructs
     from rdkit.Chem.Draw import SimilarityMaps
 
@@ -247,6 +260,8 @@ def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
 
 
 def _default(args, out: Path) -> dict:
+    import numpy as np
+    import torch
     from scipy.stats import spearmanr
     from sklearn.ensemble import RandomForestRegressor
 
@@ -308,6 +323,8 @@ def _run(args: argparse.Namespace) -> dict:
         if args.smiles or args.sdf:
             raise ProbeError("--smiles/--sdf probe a model given with --model")
         return _default(args, out)
+    import numpy as np
+
     from .featurize import Featurizer
 
     mols = _user_molecules(args)
