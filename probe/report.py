@@ -175,7 +175,7 @@ def extra_packages(extra: str, distribution: str = "probe") -> list[str]:
 
 @dataclass(frozen=True)
 class _Node:
-    """A summary value ready for the template: ``kind`` is text, mapping, records or json."""
+    """A summary value ready for the template: ``kind`` is text, list, mapping, records or json."""
 
     kind: str
     text: str = ""
@@ -185,23 +185,39 @@ class _Node:
 
 
 def _node(value: object, depth: int = 0) -> _Node:
+    """A summary value as nested tables: mappings as key-value tables, mappings of alike records and lists of
+    records as one table each, lists of scalars as text (or a bulleted list when the items are phrases)."""
     if isinstance(value, Mapping):
-        if depth >= _MAX_DEPTH:
-            return _Node("json", json.dumps(value, indent=1, default=str))
         items = list(value.items())
+        if len(items) > 1 and all(isinstance(v, Mapping) and v and all(map(_is_scalar, v.values())) for _, v in items):
+            columns = tuple(dict.fromkeys(k for _, v in items for k in v))
+            if len(columns) <= 2 * max(len(v) for _, v in items):  # alike records: one row each
+                rows = tuple((str(k), *(_cell(v.get(c)) for c in columns)) for k, v in items[:_MAX_LIST])
+                return _Node("records", items=rows, columns=("", *map(str, columns)),
+                             more=max(0, len(items) - _MAX_LIST))
+        if depth >= _MAX_DEPTH:
+            if all(map(_is_scalar, value.values())):
+                return _Node("text", ", ".join(f"{k}: {_cell(v)}" for k, v in items))
+            return _Node("json", json.dumps(value, indent=1, default=str))
         shown = tuple((str(k), _node(v, depth + 1)) for k, v in items[:_MAX_LIST])
         return _Node("mapping", items=shown, more=max(0, len(items) - _MAX_LIST))
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, Mapping) for v in value) and depth < _MAX_DEPTH:
+        if value and all(isinstance(v, Mapping) for v in value):
             columns = tuple(dict.fromkeys(k for v in value for k in v))
             rows = tuple(tuple(_cell(v.get(c)) for c in columns) for v in value[:_MAX_LIST])
-            return _Node("records", items=rows, columns=tuple(map(str, columns)),
-                         more=max(0, len(value) - _MAX_LIST))
-        if all(not isinstance(v, (Mapping, list, tuple)) for v in value):
-            text = ", ".join(_cell(v) for v in value[:_MAX_LIST])
-            return _Node("text", "[" + text + "]", more=max(0, len(value) - _MAX_LIST))
+            return _Node("records", items=rows, columns=tuple(map(str, columns)), more=max(0, len(value) - _MAX_LIST))
+        if all(map(_is_scalar, value)):
+            cells = tuple(_cell(v) for v in value[:_MAX_LIST])
+            more = max(0, len(value) - _MAX_LIST)
+            if any(len(c) > 30 for c in cells):
+                return _Node("list", items=cells, more=more)
+            return _Node("text", ", ".join(cells) if cells else "(none)", more=more)
         return _Node("json", json.dumps(value, indent=1, default=str))
     return _Node("text", _cell(value))
+
+
+def _is_scalar(value: object) -> bool:
+    return not isinstance(value, (Mapping, list, tuple))
 
 
 def _cell(value: object) -> str:
