@@ -48,7 +48,10 @@ def attach(package: str, *, submodules: Iterable[str] = (), submod_attrs: Mappin
     dir_ : callable
         The package's ``__dir__``: its globals and every public name.
 
-    The package keeps its literal ``__all__`` (linters, editors and documentation tools read it).
+    Notes
+    -----
+    The package keeps its literal ``__all__`` (linters, editors and documentation tools read it), and
+    its eager imports under ``if TYPE_CHECKING:`` for type checkers.
 
     Examples
     --------

@@ -1,6 +1,7 @@
 """Analytic test problems with known answers, conformance checks for extensions, and a host-sync counter."""
 
 from ..features import TsiprasDistribution
+from .browser import PageCheck, find_chromium, open_page
 from .checks import check_attack, check_space, onehot_minimal_edits
 from .hamming import all_sequences, exact_hamming_radius, exact_substitution_probabilities
 from .problems import (
@@ -18,3 +19,4 @@ __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_thres
            "PROXY_SYNCS", "digits_mlp",
            "TsiprasDistribution",
            "exact_hamming_radius", "exact_substitution_probabilities", "all_sequences"]
+__all__ += ["open_page", "find_chromium", "PageCheck"]

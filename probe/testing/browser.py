@@ -11,11 +11,12 @@ full-page screenshot.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
 import shutil
-import subprocess
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -154,15 +155,19 @@ class _Browser:
                 "--allow-file-access-from-files", "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to sandbox as root (containers, CI)
-
-        def wire() -> None:
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
-
-        self._proc = subprocess.Popen(args, preexec_fn=wire, pass_fds=(3, 4), stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        # posix_spawn places the pipe ends on 3 and 4 in the child without running Python code between fork
+        # and exec (safe beside the caller's threads); every other descriptor of ours is close-on-exec
+        actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        actions += [(os.POSIX_SPAWN_DUP2, to_browser_r, 3), (os.POSIX_SPAWN_DUP2, from_browser_w, 4)]
+        try:
+            self._pid = os.posix_spawn(exe, args, os.environ, file_actions=actions)
+        except OSError as err:
+            os.close(self._out)
+            os.close(self._in)
+            raise ProbeError(f"could not start the browser {exe!r}: {err}") from None
+        finally:
+            os.close(to_browser_r)
+            os.close(from_browser_w)
         self._buffer = b""
         self._next = 0
         self._events: list[dict] = []
@@ -172,11 +177,15 @@ class _Browser:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self._send("Browser.close", None, {})
-            self._proc.wait(timeout=10)
-        except Exception:  # noqa: BLE001 - closing a browser that already went away
-            self._proc.kill()
-            self._proc.wait()
+            with contextlib.suppress(OSError):  # a browser that already went away
+                self._send("Browser.close", None, {})
+            deadline = time.monotonic() + 10
+            while os.waitpid(self._pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self._pid, signal.SIGKILL)
+                    os.waitpid(self._pid, 0)
+                    break
+                time.sleep(0.05)
         finally:
             os.close(self._out)
             os.close(self._in)
