@@ -16,6 +16,7 @@ import argparse
 import base64
 import csv
 import datetime as dt
+import glob
 import json
 import math
 import platform
@@ -251,9 +252,16 @@ def _files(out: Path, mention: str, skip: set[str]) -> tuple[list[Path], list[Pa
 
     files = sorted((p for p in out.iterdir() if p.is_file() and p.name not in skip and not p.name.startswith(".")),
                    key=key)
-    figures = [p for p in files if p.suffix.lower() in _FIGURES]
+    # one figure saved in several formats is shown once (PNG first: a raster embeds in a fixed size) and a table
+    # saved as CSV and Parquet is shown from its CSV; the other formats are linked beside them
+    shown_as = {}
+    for p in sorted((p for p in files if p.suffix.lower() in _FIGURES), key=lambda p: p.suffix.lower() != ".png"):
+        shown_as.setdefault(p.stem, p)
+    figures = [p for p in files if shown_as.get(p.stem) == p]
     tables = [p for p in files if p.suffix.lower() == ".csv"]
-    others = [p for p in files if p not in figures and p not in tables]
+    linked = {p for p in files if p.suffix.lower() in _FIGURES and p not in figures}
+    linked |= {p.with_suffix(".parquet") for p in tables}
+    others = [p for p in files if p not in figures and p not in tables and p not in linked]
     return figures, tables, others
 
 
@@ -264,7 +272,14 @@ def _anchor(kind: str, name: str) -> str:
 def _figure(out: Path, path: Path) -> dict:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return {"name": path.name, "href": path.relative_to(out).as_posix(), "id": _anchor("figure", path.name),
-            "src": f"data:{_FIGURES[path.suffix.lower()]};base64,{data}"}
+            "src": f"data:{_FIGURES[path.suffix.lower()]};base64,{data}", "siblings": _siblings(path)}
+
+
+def _siblings(path: Path) -> list[str]:
+    """The same figure or table in the other formats it was saved in."""
+    formats = (*_FIGURES, ".parquet") if path.suffix.lower() in _FIGURES else (".parquet",)
+    return [p.name for p in sorted(path.parent.glob(glob.escape(path.stem) + ".*"))
+            if p != path and p.suffix.lower() in formats and p.stem == path.stem]
 
 
 def _table(out: Path, path: Path, max_rows: int) -> dict:
@@ -277,7 +292,7 @@ def _table(out: Path, path: Path, max_rows: int) -> dict:
             if n < max_rows:
                 rows.append([_number(v) for v in row])
             n += 1
-    siblings = [p.name for p in sorted(path.parent.glob(path.stem + ".*")) if p.suffix in (".parquet",)]
+    siblings = _siblings(path)
     return {"name": path.name, "href": path.relative_to(out).as_posix(), "id": _anchor("table", path.name),
             "header": header, "rows": rows, "n_rows": n, "siblings": siblings}
 

@@ -42,8 +42,9 @@ def demo(tmp_path_factory):
     return out, err.getvalue()
 
 
-def _figures(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in (".png", ".svg"))
+def _figures(folder: Path) -> list[str]:
+    """The figures of a run folder, one per figure saved in several formats."""
+    return sorted({p.stem for p in folder.iterdir() if p.suffix in (".png", ".svg")})
 
 
 def test_every_run_writes_a_report_and_says_where(demo):
@@ -107,11 +108,14 @@ def _small_run(folder: Path) -> Path:
     folder.mkdir()
     fig, ax = plt.subplots(figsize=(2, 2))
     ax.plot([0, 1], [0, 1])
-    fig.savefig(folder / "line.png", dpi=50)
-    fig.savefig(folder / "line.svg")
+    fig.savefig(folder / "a.png", dpi=50)
+    fig.savefig(folder / "b.svg")
+    fig.savefig(folder / "c.png", dpi=50)
+    fig.savefig(folder / "c.svg")  # the same figure twice: shown once, the other format linked
     plt.close(fig)
     rows = "\n".join(f"{i},{i / 3},<script>alert({i})</script>" for i in range(25))
     (folder / "a&b.csv").write_text("step,value,note\n" + rows + "\n")
+    (folder / "a&b.parquet").write_bytes(b"PAR1")
     (folder / "store.sqlite").write_bytes(b"\0" * 10)
     return folder
 
@@ -119,16 +123,18 @@ def _small_run(folder: Path) -> Path:
 def test_write_report_escapes_and_embeds(tmp_path):
     folder = _small_run(tmp_path / "run")
     summary = {"name": "<img src=x onerror=alert(1)>", "value": 1 / 3, "nested": {"a": [1, 2, 3]},
-               "figure": "line.svg"}
+               "figure": "b.svg"}
     path = write_report(folder, title="t <b>", summary=summary, params={"out": folder, "n": None},
                         command=["probe", "x", "--flag", "a b"], max_rows=5)
     page = path.read_text()
     assert "<script" not in page and "<img src=x" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(3)&lt;/script&gt;" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert page.count('src="data:image/png;base64,') == 1 and page.count('src="data:image/svg+xml;base64,') == 1
-    # the summary names line.svg, so it comes before line.png
+    assert page.count('src="data:image/png;base64,') == 2 and page.count('src="data:image/svg+xml;base64,') == 1
+    # the summary names b.svg, so it comes first; c.svg is linked beside c.png, not embedded again
     assert page.index("data:image/svg+xml") < page.index("data:image/png")
+    assert '<a href="c.png">c.png</a>, <a href="c.svg">c.svg</a>' in page
     assert 'href="a&amp;b.csv"' in page and "25 rows, the first 5 shown" in page
+    assert 'also as <a href="a&amp;b.parquet">' in page and "Other files</a> (1)" in page
     assert "<td>0.3333</td>" in page  # CSV floats to 4 significant digits
     assert 'href="store.sqlite"' in page
     assert "<code>probe x --flag &#39;a b&#39;</code>" in page
