@@ -2,7 +2,12 @@
 
 Domain sub-commands plug in through the entry-point group ``probe.commands``: each
 entry point names a :class:`Command`. ``probe demo`` runs every registered domain's
-default job (and the core demonstration) into one output folder.
+default job (and the core demonstration) into one output folder. Every run writes
+``summary.json`` and ``report.html`` (:func:`probe.report.write_report`) into its folder, and
+``probe demo`` an index ``report.html`` above them.
+
+This module is imported for ``probe --help``: it, and the domain modules that define commands,
+import torch, numpy and the domains' libraries inside the functions that run, not at the top.
 """
 
 from __future__ import annotations
@@ -87,15 +92,21 @@ def _parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return p
 
 
-def _run_one(cmd: Command, args: argparse.Namespace) -> dict:
+def _run_one(cmd: Command, args: argparse.Namespace, argv: list[str]) -> dict:
+    from .report import extra_packages, write_report
+
     t0 = time.perf_counter()
     summary = dict(cmd.run(args))
     summary.setdefault("seconds", round(time.perf_counter() - t0, 2))
     write_summary(Path(args.out), summary)
+    params = {k: v for k, v in vars(args).items() if k != "command"}
+    write_report(Path(args.out), title=f"probe {cmd.name}", description=cmd.help, summary=summary, params=params,
+                 command=["probe", *argv], packages=extra_packages(cmd.name))
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     commands = discover()
     parser = _parser(commands)
     args = parser.parse_args(argv)
@@ -114,20 +125,35 @@ def main(argv: list[str] | None = None) -> int:
             runs = bar(chosen, desc="[probe demo]", unit="command")
             for k, name in enumerate(runs, 1):
                 flags = ["--quick"] if args.quick else []
-                sub_args = parser.parse_args([name, "--out", str(args.out / name), *flags])
+                sub_argv = [name, "--out", str(args.out / name), *flags]
+                sub_args = parser.parse_args(sub_argv)
                 if hasattr(runs, "set_postfix_str"):
                     runs.set_postfix_str(name)
                 message(f"[probe demo] command {k}/{len(chosen)}: {name}")
-                results[name] = _run_one(commands[name], sub_args)
+                results[name] = _run_one(commands[name], sub_args, sub_argv)
             write_summary(args.out, {"commands": results})
-            print(f"[probe demo] wrote {args.out}/summary.json", file=sys.stderr)
+            report = _demo_report(args, argv, chosen)
+            print(f"[probe demo] wrote {args.out}/summary.json; report: {report}", file=sys.stderr)
         else:
-            _run_one(commands[args.command], args)
-            print(f"[probe {args.command}] wrote {args.out}/summary.json", file=sys.stderr)
+            _run_one(commands[args.command], args, argv)
+            print(f"[probe {args.command}] wrote {args.out}/summary.json; report: {args.out}/report.html",
+                  file=sys.stderr)
     except ProbeError as err:
         print(f"probe: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _demo_report(args: argparse.Namespace, argv: list[str], chosen: list[str]) -> Path:
+    """The index page of ``probe demo``: each command's headline numbers, first figure and report link."""
+    from .report import extra_packages, write_report
+
+    packages = [p for name in chosen for p in extra_packages(name)]
+    return write_report(args.out, title="probe demo", summary={},
+                        description="Every command's default job on shipped data; each section links to the "
+                                    "command's own report, with all its figures, tables and provenance.",
+                        params={k: v for k, v in vars(args).items() if k != "command"}, command=["probe", *argv],
+                        packages=packages, runs={name: name for name in chosen})
 
 
 if __name__ == "__main__":  # pragma: no cover

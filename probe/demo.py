@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cli import Command
-from .devices import single_thread
+
+if TYPE_CHECKING:  # torch loads when the demonstration runs, not when ``probe --help`` lists it
+    import torch
 
 __all__ = ["CORE_COMMAND", "two_spirals", "train_classifier"]
 
 
 def two_spirals(n: int = 600, noise: float = 0.15, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Two interleaved spirals in the plane: a small problem with curved decision boundaries."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     t = torch.rand(n, generator=g) * 3 * math.pi + 0.5
     y = torch.arange(n) % 2
@@ -27,6 +30,8 @@ def two_spirals(n: int = 600, noise: float = 0.15, seed: int = 0) -> tuple[torch
 def train_classifier(x: torch.Tensor, y: torch.Tensor, *, hidden: int = 64, epochs: int = 300, seed: int = 0
                      ) -> torch.nn.Module:
     """A ReLU MLP fitted with Adam (full batch)."""
+    import torch
+
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
                                 torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
@@ -47,6 +52,8 @@ _REGIONS = ("#dbe8f5", "#f8e0d5")  # the colours of the two predicted classes
 
 
 def _decision_map(ax: object, model: torch.nn.Module, x: torch.Tensor) -> None:
+    import torch
+
     lo, hi = x.min(0).values - 0.3, x.max(0).values + 0.3
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200), indexing="xy")
     with torch.no_grad():
@@ -91,6 +98,8 @@ def _margin_figures(plt: object, model: torch.nn.Module, x: torch.Tensor, xs: to
 
 
 def _run(args: argparse.Namespace) -> dict:
+    from .devices import single_thread
+
     with single_thread():  # the problem is tiny
         return _demo(args)
 
@@ -100,6 +109,7 @@ def _demo(args: argparse.Namespace) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
 
     from .microscope import minimal_perturbation, robustness_curve
     from .progress import Steps

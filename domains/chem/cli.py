@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import pickle
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from probe.cli import Command
-from probe.criteria import Threshold
 from probe.errors import ProbeError
 from probe.progress import Steps, bar
 from probe.tables import write_table
+
+if TYPE_CHECKING:  # numpy, torch and RDKit load when the command runs, not for ``probe chem --help``
+    import numpy as np
 
 __all__ = ["COMMAND", "save_model", "load_model"]
 
@@ -40,6 +40,8 @@ def load_model(path: str | Path) -> tuple[object, object | None]:
 
     Only load files you trust: pickles can run code.
     """
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ProbeError(f"model file {str(path)!r} does not exist")
@@ -55,6 +57,8 @@ def load_model(path: str | Path) -> tuple[object, object | None]:
 
 def _is_chemprop_file(path: Path) -> bool:
     """A Lightning checkpoint or a chemprop model file (``chemprop.models.save_model``)."""
+    import torch
+
     if not path.exists():
         return False
     if path.suffix == ".ckpt":
@@ -83,6 +87,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _criterion(args):
+    from probe.criteria import Threshold
+
     from .shifts import Drop
 
     return Threshold(args.threshold) if args.threshold is not None else Drop(args.delta)
@@ -119,6 +125,8 @@ def _probe(model, feats, idx, args, out: Path, summary: dict, label: str = "mode
            step: Steps | None = None) -> None:
     """Atom maps, descriptor shifts and counterfactuals of molecules ``idx``."""
     import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
 
     from probe.style import save, style
 
@@ -193,6 +201,8 @@ def _goal(args: argparse.Namespace, unit: str | None) -> str:
 
 def _finite(d: dict) -> dict:
     """NaN and inf (nothing found) as null, so that summary.json stays strict JSON."""
+    import numpy as np
+
     return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in d.items()}
 
 
@@ -221,6 +231,8 @@ def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer,
 
 def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
     """Atom and bond maps and counterfactuals of a chemprop network; descriptor shifts do not apply."""
+    import numpy as np
+
     from .mpnn import mpnn_atom_weights
 
     maps = mpnn_atom_weights(net, [mols.mols[i] for i in idx], method="integrated_gradients")
@@ -254,6 +266,7 @@ def _bit_flips(model, feats, idx, args, out: Path) -> dict | str:
 
 def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
     """Largest difference between our atom weights and RDKit's ``GetAtomicWeightsForModel`` for molecule ``i``."""
+    import numpy as np
     from rdkit import DataStructs
     from rdkit.Chem.Draw import SimilarityMaps
 
@@ -275,6 +288,8 @@ def _rdkit_check(rf, fp, i: int, weights: np.ndarray) -> float:
 
 
 def _default(args, out: Path) -> dict:
+    import numpy as np
+    import torch
     from scipy.stats import spearmanr
     from sklearn.ensemble import RandomForestRegressor
 
@@ -341,6 +356,8 @@ def _run(args: argparse.Namespace) -> dict:
         if args.smiles or args.sdf:
             raise ProbeError("--smiles/--sdf probe a model given with --model")
         return _default(args, out)
+    import numpy as np
+
     from .featurize import Featurizer
 
     mols = _user_molecules(args)

@@ -6,17 +6,27 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from probe import Misclassify, ProbeError
 from probe.cli import Command
-from probe.loading import check_single_output, load_model
+from probe.errors import ProbeError
 from probe.progress import Steps, bar
 from probe.tables import write_table
 
+if TYPE_CHECKING:  # numpy and torch load when the command runs, not for ``probe dna --help``
+    import torch
+
+    from probe.loading import load_model
+
 __all__ = ["COMMAND", "load_model"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "load_model":  # re-exported from probe.loading, which imports torch
+        from probe.loading import load_model
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,6 +84,8 @@ def _motif_spec(spec: str) -> object:
 
 def _check_lengths(seqs: object, pad: str | None) -> None:
     """Unequal lengths without ``--pad``: the error names the records and the flag."""
+    import numpy as np
+
     lengths = seqs.lengths
     if pad is None and len(lengths) and (lengths != lengths[0]).any():
         i = int(np.nonzero(lengths != lengths[0])[0][0])
@@ -84,6 +96,8 @@ def _check_lengths(seqs: object, pad: str | None) -> None:
 
 def _user_model(args: argparse.Namespace, example: torch.Tensor) -> torch.nn.Module:
     """The model ``--model`` names (with ``--factory`` and friends), checked to return one tensor."""
+    from probe.loading import check_single_output, load_model
+
     output = args.model_output
     if output is not None and output.lstrip("-").isdigit():
         output = int(output)
@@ -97,7 +111,10 @@ def _run(args: argparse.Namespace) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
+    import torch
 
+    from probe import Misclassify
     from probe.style import save
 
     from . import datasets
@@ -232,6 +249,8 @@ def _hamming(model: object, X: torch.Tensor, labels: object, reference: tuple | 
 
 
 def _hamming_summary(ham: object, keep: float) -> dict:
+    import numpy as np
+
     def median(col: str) -> float | None:
         if col not in ham or ham[col].isna().all():
             return None

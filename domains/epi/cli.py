@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from probe.cli import Command
 from probe.errors import ProbeError
+
+if TYPE_CHECKING:  # numpy loads when the command runs, not for ``probe epi --help``
+    import numpy as np
 
 __all__ = ["COMMAND"]
 
@@ -51,6 +53,8 @@ def _error_model(args: argparse.Namespace) -> object:
 
 
 def _jobs(args: argparse.Namespace) -> list[dict]:
+    import numpy as np
+
     from . import datasets
     from .io import read_incidence_csv
     from .simulate import simulate
@@ -77,6 +81,8 @@ def _jobs(args: argparse.Namespace) -> list[dict]:
 
 
 def _median_rel_width(lower: np.ndarray, upper: np.ndarray, est: np.ndarray) -> float:
+    import numpy as np
+
     w = (upper - lower) / est
     w = w[np.isfinite(w)]
     return float(np.median(w)) if len(w) else float("nan")
@@ -84,6 +90,7 @@ def _median_rel_width(lower: np.ndarray, upper: np.ndarray, est: np.ndarray) -> 
 
 def _run(args: argparse.Namespace) -> dict:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
 

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-from ase import Atoms
-from ase.build import molecule
-from ase.cluster import Icosahedron
+from typing import TYPE_CHECKING
 
 from probe.errors import ProbeError
 
+if TYPE_CHECKING:
+    from ase import Atoms
+
 __all__ = ["SYSTEMS", "load_system"]
 
+
+def _molecule(name: str) -> Atoms:
+    from ase.build import molecule
+
+    return molecule(name)
+
+
+def _icosahedron(symbol: str) -> Atoms:
+    from ase.cluster import Icosahedron
+
+    return Icosahedron(symbol, noshells=2)
+
+
+# ase is imported when a structure is built, not when ``probe md --help`` lists the choices
 SYSTEMS = {
-    "ethanol": lambda: molecule("CH3CH2OH"),
-    "glyoxal": lambda: molecule("OCHCHO"),  # a malonaldehyde-like dicarbonyl from ASE's g2 set
-    "acetaldehyde": lambda: molecule("CH3CHO"),
-    "cu13": lambda: Icosahedron("Cu", noshells=2),
-    "pt13": lambda: Icosahedron("Pt", noshells=2),
+    "ethanol": lambda: _molecule("CH3CH2OH"),
+    "glyoxal": lambda: _molecule("OCHCHO"),  # a malonaldehyde-like dicarbonyl from ASE's g2 set
+    "acetaldehyde": lambda: _molecule("CH3CHO"),
+    "cu13": lambda: _icosahedron("Cu"),
+    "pt13": lambda: _icosahedron("Pt"),
 }
 
 

@@ -2,6 +2,7 @@
 figure-quality check."""
 
 from ..features import TsiprasDistribution
+from .browser import PageCheck, find_chromium, open_page
 from .checks import check_attack, check_space, onehot_minimal_edits
 from .figures import figure_problems, visible_texts
 from .hamming import all_sequences, exact_hamming_radius, exact_substitution_probabilities
@@ -21,3 +22,4 @@ __all__ = ["AffineClassifier", "AffineRegressor", "affine_margin", "affine_thres
            "TsiprasDistribution",
            "exact_hamming_radius", "exact_substitution_probabilities", "all_sequences",
            "figure_problems", "visible_texts"]
+__all__ += ["open_page", "find_chromium", "PageCheck"]
