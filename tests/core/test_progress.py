@@ -44,9 +44,11 @@ def test_enabled_follows_the_terminal_unless_told(monkeypatch):
 def test_off_a_terminal_only_the_final_lines(tmp_path, toy_commands, capsys, monkeypatch):
     monkeypatch.delenv("PROBE_PROGRESS", raising=False)
     assert probe.cli.main(["toy", "--out", str(tmp_path / "one")]) == 0
-    assert capsys.readouterr().err == f"[probe toy] wrote {tmp_path / 'one'}/summary.json\n"
+    one = tmp_path / "one"
+    assert capsys.readouterr().err == f"[probe toy] wrote {one}/summary.json; report: {one}/report.html\n"
     assert probe.cli.main(["demo", "--out", str(tmp_path / "all")]) == 0
-    assert capsys.readouterr().err == f"[probe demo] wrote {tmp_path / 'all'}/summary.json\n"
+    every = tmp_path / "all"
+    assert capsys.readouterr().err == f"[probe demo] wrote {every}/summary.json; report: {every}/report.html\n"
 
 
 def test_forced_on_shows_command_step_and_rate(tmp_path, toy_commands, capsys, monkeypatch):
@@ -58,7 +60,7 @@ def test_forced_on_shows_command_step_and_rate(tmp_path, toy_commands, capsys, m
         assert line in err
     assert "[probe toy] items" in err and "item/s" in err  # the bar, with its rate
     assert "command/s" in err or "s/command" in err
-    assert err.rstrip().endswith(f"[probe demo] wrote {tmp_path}/summary.json")
+    assert err.rstrip().endswith(f"[probe demo] wrote {tmp_path}/summary.json; report: {tmp_path}/report.html")
 
 
 def test_more_steps_than_announced_raise_the_count(capsys):

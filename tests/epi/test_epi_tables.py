@@ -76,7 +76,7 @@ def test_tables_agree_with_the_summary_and_the_data(epi_run):
 def test_progress_stays_off_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PROBE_PROGRESS", raising=False)
     assert main(["epi", "--quick", "--no-neural", "--out", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == f"[probe epi] wrote {tmp_path}/summary.json\n"
+    assert capsys.readouterr().err == f"[probe epi] wrote {tmp_path}/summary.json; report: {tmp_path}/report.html\n"
     t = pd.read_csv(tmp_path / "rt_Flu2009.csv")
     assert "Neural(R)" not in t.columns and "Lower.Mean(R)" in t.columns
 
