@@ -11,7 +11,7 @@ def test_chem_command_default_and_user_model(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PROBE_PROGRESS", raising=False)
     out = tmp_path / "report"
     assert main(["chem", "--quick", "--out", str(out), "--top", "2"]) == 0
-    assert capsys.readouterr().err == f"[probe chem] wrote {out}/summary.json; report: {out}/report.html\n"  # no progress off a terminal
+    assert capsys.readouterr().err == f"[probe chem] wrote {out}/summary.json; report: {out}/report.html\n"
     summary = json.loads((out / "summary.json").read_text())
     _check_tables(out, summary, unit="pIC50")
     for key in ("test_r2", "atom_maps", "descriptor_shifts", "counterfactuals", "free_wilson", "mlp_rf_atom_spearman"):

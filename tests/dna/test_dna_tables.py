@@ -46,7 +46,8 @@ def test_default_run_tables_match_the_summary(tmp_path, capsys, monkeypatch):
     assert main(["dna", "--quick", "--out", str(out), "--n", "3", "--max-edits", "4"]) == 0
     # off a terminal only the lines that were always there
     assert capsys.readouterr().err.splitlines() == ["[probe dna] reporting on 3 of 96 sequences (--n all reports "
-                                                    "every one)", f"[probe dna] wrote {out}/summary.json"]
+                                                    "every one)",
+                                                    f"[probe dna] wrote {out}/summary.json; report: {out}/report.html"]
     summary = json.loads((out / "summary.json").read_text())
     seqs, edits = pd.read_csv(out / "sequences.csv", keep_default_na=False), pd.read_csv(out / "edits.csv")
     assert len(seqs) == summary["sequences"] == 3

@@ -220,7 +220,7 @@ def test_cli_quick_writes_summary_and_figures(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PROBE_PROGRESS", raising=False)
     out = tmp_path / "md"
     assert main(["md", "--quick", "--out", str(out), "--steps", "6"]) == 0
-    assert capsys.readouterr().err == f"[probe md] wrote {out}/summary.json; report: {out}/report.html\n"  # no progress off a terminal
+    assert capsys.readouterr().err == f"[probe md] wrote {out}/summary.json; report: {out}/report.html\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["oracle_calls"] >= 3
     assert set(summary["triggers"]) == {"energy-rate", "max-force-dev"}
