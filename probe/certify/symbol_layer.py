@@ -50,6 +50,8 @@ __all__ = ["CodeConv1d", "FlipLinear", "first_layer_plan"]
 
 #: elements of all k-mer tables of one convolution together (they should stay in cache)
 _TABLE_ELEMENTS = 1 << 18
+#: elements of a first-layer output evaluated at once (about 1 MiB of float32)
+_CACHE_ELEMENTS = 1 << 18
 _TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
@@ -75,7 +77,7 @@ class CodeConv1d:
     ----------
     conv : nn.Conv1d
         The first layer (zero padding, ``groups == 1``), on inputs (B, A, L) one-hot along axis 1.
-    rest : nn.Module
+    rest : callable
         What the model applies to the convolution's output.
     length : int
         Sequence length L.
@@ -86,7 +88,14 @@ class CodeConv1d:
     def __init__(self, conv: nn.Conv1d, rest: nn.Module, length: int):
         w = conv.weight.detach()
         c_out, a, k = w.shape
-        self.rest = rest
+        self.rest, self.pool = rest, 1
+        lead = rest.steps[0] if isinstance(rest, _Lean) and rest.steps else None
+        if (type(lead) is nn.MaxPool1d and _no_hooks(lead) and not lead.return_indices
+                and _single(lead.kernel_size) == _single(lead.stride) and _single(lead.padding) == 0
+                and _single(lead.dilation) == 1 and not lead.ceil_mode):
+            self.pool = _single(lead.kernel_size)         # (B, L, C) -> (B, L // k, C): a max of k strided views
+            self.rest = _Lean([])
+            self.rest.steps = rest.steps[1:]
         self.stride, self.dilation = conv.stride[0], conv.dilation[0]
         self.left, right = _conv_padding(conv)
         self.base = a + 1                                   # symbol a is the zero column (padding, unknown)
@@ -112,6 +121,8 @@ class CodeConv1d:
         span = (self.out_len - 1) * self.stride + (self.chunks * m - 1) * self.dilation + 1
         self.right = span - self.left - length
         self.length = length
+        # rows per call of the rest of the model: a first-layer output that stays in cache
+        self.rows_per_call = max(16, _CACHE_ELEMENTS // (self.out_len * c_out))
 
     def kmer_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Code :math:`\\kappa_p` of the m symbols at p, p + d, ... of the padded sequences, (B, L'), int32."""
@@ -126,18 +137,27 @@ class CodeConv1d:
         return code
 
     def first(self, codes: torch.Tensor) -> torch.Tensor:
-        """The convolution's output (B, C, L_out), channels-last in memory."""
+        """The convolution's output (B, C, L_out), then the max pool the rest starts with, if any."""
         kappa = self.kmer_codes(codes)
         b, n = kappa.shape
         # chunk q of output t reads kappa[t * s + q * m * d]: a strided view, copied once by the offset add
         reads = kappa.as_strided((b, self.out_len, self.chunks), (n, self.stride, self.width * self.dilation))
         idx = torch.empty(reads.shape, dtype=torch.int32, device=kappa.device)
         torch.add(reads, self.table_offset, out=idx)
-        out = F.embedding_bag(idx.view(-1, self.chunks), self.table, mode="sum")
-        return out.view(b, self.out_len, -1).transpose(1, 2).contiguous()
+        out = F.embedding_bag(idx.view(-1, self.chunks), self.table, mode="sum").view(b, self.out_len, -1)
+        if self.pool > 1:      # the lookups come out channels-last: pool there, before the transposing copy
+            k, n_out = self.pool, self.out_len // self.pool
+            pooled = out[:, 0:n_out * k:k]
+            for i in range(1, k):
+                pooled = torch.maximum(pooled, out[:, i:n_out * k:k])
+            out = pooled
+        return out.transpose(1, 2).contiguous()
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.rest(self.first(codes))
+        step = self.rows_per_call
+        if len(codes) <= step:
+            return self.rest(self.first(codes))
+        return torch.cat([self.rest(self.first(codes[i:i + step])) for i in range(0, len(codes), step)])
 
 
 class FlipLinear:
@@ -146,13 +166,13 @@ class FlipLinear:
     Parameters
     ----------
     linear : nn.Linear
-    rest : nn.Module
+    rest : callable
         What the model applies to the linear layer's output.
     x : torch.Tensor, shape (N, F)
         The clean inputs, flattened.
 
-    Calling it on a flip mask (B, F) of bool and the input index of each row (B,) returns the
-    model's scores.
+    Calling it on the flips (a mask (B, F) of bool, or the flipped features (B, M) padded with -1)
+    and the input index of each row (B,) returns the model's scores.
     """
 
     def __init__(self, linear: nn.Linear, rest: nn.Module, x: torch.Tensor):
@@ -163,7 +183,13 @@ class FlipLinear:
         self.sign = (1 - 2 * x.round()).to(w.dtype)        # +1 where a bit turns on, -1 where it turns off
 
     def first(self, flips: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The linear layer's output (B, H) on the inputs ``rows`` with ``flips`` flipped."""
+        """The linear layer's output (B, H) on the inputs ``rows`` with ``flips`` flipped: a mask (B, F), or
+        the flipped features (B, M) padded with -1."""
+        if flips.dtype != torch.bool:
+            cols = flips.clamp(min=0)
+            weights = self.sign[rows[:, None], cols] * (flips >= 0)
+            change = F.embedding_bag(cols, self.columns, mode="sum", per_sample_weights=weights)
+            return self.clean[rows] + change
         where = flips.nonzero()
         r, j = where[:, 0], where[:, 1]
         per_row = torch.bincount(r, minlength=len(flips))
@@ -176,10 +202,53 @@ class FlipLinear:
         return self.rest(self.first(flips, rows))
 
 
+def _single(v: object) -> int:
+    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
+
+
+def _global_max(h: torch.Tensor) -> torch.Tensor:
+    return h.amax(-1, keepdim=True)
+
+
+class _Lean:
+    r"""The modules after the first layer, with exact cheaper equivalents of a few common ones.
+
+    Every intermediate of a sequential chain is read only by the next module, so activations run in
+    place; a ReLU before a max pool runs after it, on half the values
+    (:math:`\max_i \mathrm{relu}(h_i) = \mathrm{relu}(\max_i h_i)`, exactly, as relu is monotone); an
+    ``AdaptiveMaxPool1d(1)`` is a max over the last axis. Modules with hooks run as they are.
+    """
+
+    def __init__(self, modules: list[nn.Module]):
+        steps: list = []
+        i = 0
+        while i < len(modules):
+            mod, nxt = modules[i], modules[i + 1] if i + 1 < len(modules) else None
+            plain = _no_hooks(mod)
+            if type(mod) is nn.ReLU and type(nxt) is nn.MaxPool1d and plain and not nxt.return_indices:
+                steps += [nxt, torch.relu_]
+                i += 2
+                continue
+            if type(mod) is nn.ReLU and plain:
+                steps.append(torch.relu_)
+            elif (type(mod) is nn.AdaptiveMaxPool1d and plain and not mod.return_indices
+                  and mod.output_size in (1, (1,))):
+                steps.append(_global_max)
+            else:
+                steps.append(mod)
+            i += 1
+        self.steps = steps
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        for step in self.steps:
+            h = step(h)
+        return h
+
+
 def _split(model: object) -> tuple[nn.Module, nn.Module, list[nn.Module]] | None:
     """(first layer, rest, leading flatten modules) of a plain ``nn.Sequential`` (or a bare layer), or None."""
     if type(model) in (nn.Conv1d, nn.Linear):
-        return (model, nn.Identity(), []) if _no_hooks(model) else None
+        return (model, _Lean([]), []) if _no_hooks(model) else None
     if type(model) is not nn.Sequential or not len(model):
         return None
     mods = list(model)
@@ -190,7 +259,7 @@ def _split(model: object) -> tuple[nn.Module, nn.Module, list[nn.Module]] | None
         return None
     if not _no_hooks(model, *lead, mods[0]):
         return None
-    return mods[0], nn.Sequential(*mods[1:]), lead
+    return mods[0], _Lean(mods[1:]), lead
 
 
 def first_layer_plan(model: object, enc: SymbolEncoding, x: torch.Tensor, codes: torch.Tensor,

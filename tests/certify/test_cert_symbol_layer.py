@@ -11,7 +11,7 @@ import probe
 from probe.certify import RandomizedAblation, SubstitutionSmoothing
 from probe.certify.hamming import SymbolEncoding, symbol_encoding
 from probe.certify.smoothing import clopper_pearson_lower
-from probe.certify.substitution import encode_batch, substitute
+from probe.certify.substitution import encode_batch, flip_mask, flip_positions, substitute
 from probe.certify.symbol_layer import CodeConv1d, FlipLinear, _agrees, first_layer_plan
 
 
@@ -48,6 +48,24 @@ def test_conv_on_codes_gives_the_models_scores(conv, device):
         assert torch.equal(head(got).argmax(1), head(want).argmax(1))
 
 
+@pytest.mark.parametrize("pool, on_lookups", [(nn.MaxPool1d(2), 2), (nn.MaxPool1d(3), 3),
+                                              (nn.MaxPool1d(3, stride=2), 1), (nn.MaxPool1d(2, padding=1), 1),
+                                              (nn.AvgPool1d(2), 1)])
+def test_the_rest_of_the_model_keeps_its_values(pool, on_lookups):
+    # ReLU before a max pool runs after it, pooling runs on the lookups, a global max pool is a max
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 6, 5, padding=1), nn.ReLU(), pool, nn.Conv1d(6, 5, 3), nn.ReLU(),
+                          nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+    enc, codes, x = _dna(2000, 37, seed=1)
+    plan = first_layer_plan(model, enc, x[:3], codes[:3], torch.ones_like(codes[:3], dtype=torch.bool), _noise())
+    assert isinstance(plan, CodeConv1d)
+    assert plan.pool == on_lookups
+    with torch.inference_mode():
+        want, got = model(x), plan(codes)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
 def test_conv_on_codes_in_float64_and_with_big_tables():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Conv1d(4, 2, 7, padding=3), nn.Flatten()).double().eval()
@@ -71,6 +89,29 @@ def test_flip_linear_gives_the_models_scores():
         want, got = model(torch.where(flips, 1 - x[rows], x[rows])), plan(flips, rows)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
     assert torch.equal(got.argmax(1), want.argmax(1))
+    # the flipped features padded with -1 (what the sampler draws) give the same
+    order = torch.argsort((~flips).to(torch.int8), dim=1, stable=True)[:, :flips.sum(1).max()]
+    padded = torch.where(torch.gather(flips, 1, order), order, -1)
+    assert torch.equal(flip_mask(padded, 300), flips)
+    with torch.inference_mode():
+        torch.testing.assert_close(plan(padded, rows), got, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("per_draw", [None, 3])
+def test_flips_drawn_as_gaps_have_the_law_of_one_uniform_per_position(per_draw):
+    g = torch.Generator().manual_seed(0)
+    free = torch.tensor([40] * 20_000 + [7] * 20_000)
+    pos = flip_positions(free, 0.15, g, per_draw=per_draw)       # per_draw=3 draws again and again
+    assert bool(((pos >= -1) & (pos < free[:, None])).all())
+    assert bool(((pos[:, 1:] > pos[:, :-1]) | (pos[:, 1:] < 0)).all())             # increasing, then padding
+    mask = flip_mask(pos, 40).double()
+    assert torch.equal(mask.sum(1), (pos >= 0).sum(1).double()) and bool((mask[20_000:, 7:] == 0).all())
+    rate = mask[:20_000].mean(0)
+    assert float((rate - 0.15).abs().max()) < 0.012                                # every position flips at q
+    both = (mask[:20_000, :-1] * mask[:20_000, 1:]).mean(0)                      # neighbours independently
+    assert float((both - 0.15 ** 2).abs().max()) < 0.006
+    count = mask[:20_000].sum(1)
+    assert abs(float(count.var()) - 40 * 0.15 * 0.85) < 0.3                      # binomial spread
 
 
 def test_plans_are_made_only_for_plain_first_layers():
