@@ -558,9 +558,10 @@ def substitute(codes: torch.Tensor, mutable: torch.Tensor, keep: float, alphabet
     """
     u = torch.rand(codes.shape, generator=generator, device=codes.device)
     others = alphabet - 1
-    shift = ((u - keep) * (others / (1 - keep))).long().clamp_(0, others - 1) + 1
+    moved = codes + ((u - keep) * (others / (1 - keep))).long().clamp_(0, others - 1) + 1
+    moved -= alphabet * (moved >= alphabet)             # (codes + shift) mod K + 1, without a division
     change = (u >= keep) & mutable
-    return torch.where(change, (codes + shift) % alphabet, codes)
+    return torch.where(change, moved, codes)
 
 
 class SubstitutionSmoothing(DiscreteSmoothing):
