@@ -397,7 +397,8 @@ class DiscreteSmoothing:
             guess = self._counts(m, plan, x, enc, codes, mutable, int(self.n0), g).argmax(1)
             stop = None
             if self.early_stop:
-                stop = _Stop(guess, [self._thresholds(q, enc) for q in positions], n)
+                steps = {q: self._thresholds(q, enc) for q in set(positions)}
+                stop = _Stop(guess, [steps[q] for q in positions], n)
             counts = self._counts(m, plan, x, enc, codes, mutable, n, g, stop)
         n_a = counts.gather(1, guess[:, None]).squeeze(1)
         p = clopper_pearson_lower(n_a.cpu().numpy(), n, float(self.alpha))
