@@ -28,11 +28,19 @@ the clean output plus a signed sum of the flipped columns, which ``embedding_bag
 ``per_sample_weights`` computes in one call (about a tenth of the dense product at a flip rate of
 10 %).
 
-Both are exact rewrites of the same function; the plan is made only where the first layer is a
-plain ``nn.Conv1d`` (zero padding, one group) on one-hot input along axis 1, or a plain
-``nn.Linear`` on the (flattened) bits, at the head of an ``nn.Sequential`` without hooks, and it is
-checked against the model itself on the clean inputs and on noisy ones each time it is made
-(:func:`first_layer_plan`); the rest of the model runs as it is.
+After the first layer. The lookups come out channels-last, (B, L, C); the max pools (stride equal
+to the kernel), ReLUs and a global max pool that follow run there, before the one copy to
+(B, C, L). In the rest of the chain activations run in place (each intermediate of a sequential
+chain is read only by the next module), a ReLU before a max pool runs after it
+(:math:`\max_i \mathrm{relu}(h_i) = \mathrm{relu}(\max_i h_i)`: relu is monotone), and a global max is
+a halving by element-wise maxima; every other module runs as it is. On a CPU the rewritten model
+runs in slices of the batch whose first-layer output stays in cache.
+
+These are rewrites of the same function: the values agree up to the order of the float additions
+in the first layer. A plan is made only where the first layer is a plain ``nn.Conv1d`` (zero
+padding, one group) on one-hot input along axis 1, or a plain ``nn.Linear`` on the (flattened)
+bits, at the head of an ``nn.Sequential`` without hooks, and it is checked against the model itself
+on the clean inputs and on noisy ones each time it is made (:func:`first_layer_plan`).
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ _TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, tor
 
 
 def _no_hooks(*modules: nn.Module) -> bool:
+    """No forward hooks on these modules, and none registered for all modules."""
+    from torch.nn.modules import module as _module
+
+    if any(getattr(_module, g, None) for g in ("_global_forward_hooks", "_global_forward_pre_hooks")):
+        return False
     hooks = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs")
     return all(not getattr(m, h, None) for m in modules for h in hooks)
 
@@ -138,8 +151,10 @@ class CodeConv1d:
         return code
 
     def first(self, codes: torch.Tensor) -> torch.Tensor:
-        """The convolution's output (B, C, L_out), then the max pool the rest starts with, if any."""
-        kappa = self.kmer_codes(codes)
+        """The convolution's output (B, C, L_out), then the pools and ReLUs that run on the lookups."""
+        return self._from_kmers(self.kmer_codes(codes))
+
+    def _from_kmers(self, kappa: torch.Tensor) -> torch.Tensor:
         b, n = kappa.shape
         # chunk q of output t reads kappa[t * s + q * m * d]: a strided view, copied once by the offset add
         reads = kappa.as_strided((b, self.out_len, self.chunks), (n, self.stride, self.width * self.dilation))
@@ -161,9 +176,10 @@ class CodeConv1d:
 
     def __call__(self, codes: torch.Tensor) -> torch.Tensor:
         step = self.rows_per_call
-        if len(codes) <= step:
-            return self.rest(self.first(codes))
-        return torch.cat([self.rest(self.first(codes[i:i + step])) for i in range(0, len(codes), step)])
+        kappa = self.kmer_codes(codes)
+        if len(codes) <= step or codes.device.type != "cpu":      # a GPU wants the whole batch at once
+            return self.rest(self._from_kmers(kappa))
+        return torch.cat([self.rest(self._from_kmers(kappa[i:i + step])) for i in range(0, len(codes), step)])
 
 
 class FlipLinear:
@@ -228,14 +244,14 @@ def _channels_last_op(step: object) -> tuple[str, int] | None:
 def _max_over_positions(h: torch.Tensor) -> torch.Tensor:
     """Max over axis 1 of (B, L, C), keeping it: halving by element-wise maxima (exact), which on a CPU is
     several times faster than a reduction over an axis that is not the innermost."""
+    carry = None                                             # the odd ones out, maxed aside
     while h.shape[1] > 1:
         n = h.shape[1]
         half = n // 2
-        m = torch.maximum(h[:, :half], h[:, half:2 * half])
         if n % 2:
-            m = torch.cat([torch.maximum(m[:, :1], h[:, 2 * half:]), m[:, 1:]], 1)
-        h = m
-    return h
+            carry = h[:, n - 1:] if carry is None else torch.maximum(carry, h[:, n - 1:])
+        h = torch.maximum(h[:, :half], h[:, half:2 * half])
+    return h if carry is None else torch.maximum(h, carry)
 
 
 def _global_max(h: torch.Tensor) -> torch.Tensor:
@@ -248,9 +264,10 @@ class _Lean:
     r"""The modules after the first layer, with exact cheaper equivalents of a few common ones.
 
     Every intermediate of a sequential chain is read only by the next module, so activations run in
-    place; a ReLU before a max pool runs after it, on half the values
+    place; a ReLU before a max pool runs after it, on fewer values
     (:math:`\max_i \mathrm{relu}(h_i) = \mathrm{relu}(\max_i h_i)`, exactly, as relu is monotone); an
-    ``AdaptiveMaxPool1d(1)`` is a max over the last axis. Modules with hooks run as they are.
+    ``AdaptiveMaxPool1d(1)`` is a max over the last axis by halving. Modules with hooks run as they are.
+    ``steps`` gives the chain's callables directly.
     """
 
     def __init__(self, modules: list[nn.Module], *, steps: list | None = None):

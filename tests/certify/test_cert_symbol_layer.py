@@ -12,7 +12,14 @@ from probe.certify import RandomizedAblation, SubstitutionSmoothing
 from probe.certify.hamming import SymbolEncoding, symbol_encoding
 from probe.certify.smoothing import clopper_pearson_lower
 from probe.certify.substitution import encode_batch, flip_mask, flip_positions, substitute
-from probe.certify.symbol_layer import CodeConv1d, FlipLinear, _agrees, first_layer_plan
+from probe.certify.symbol_layer import (
+    CodeConv1d,
+    FlipLinear,
+    _agrees,
+    _global_max,
+    _max_over_positions,
+    first_layer_plan,
+)
 
 
 def _dna(n, length, seed=0, unknown=0.0):
@@ -64,6 +71,14 @@ def test_the_rest_of_the_model_keeps_its_values(pool, on_lookups):
         want, got = model(x), plan(codes)
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
     assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_max_by_halving_is_the_max():
+    g = torch.Generator().manual_seed(0)
+    for length in range(1, 70):
+        h = torch.randn(3, length, 5, generator=g)
+        assert torch.equal(_max_over_positions(h), h.amax(1, keepdim=True)), length
+        assert torch.equal(_global_max(h.transpose(1, 2).contiguous()), h.amax(1, keepdim=True).transpose(1, 2))
 
 
 def test_conv_on_codes_in_float64_and_with_big_tables():
