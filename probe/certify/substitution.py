@@ -50,7 +50,7 @@ from .hamming import SymbolEncoding, symbol_encoding
 from .smoothing import clopper_pearson_lower
 
 __all__ = ["substitution_threshold", "substitution_radius", "substitution_regions", "SubstitutionSmoothing",
-           "HammingCertificate", "DiscreteSmoothing", "substitute"]
+           "HammingCertificate", "DiscreteSmoothing", "substitute", "flip_positions", "flip_mask"]
 
 _HALF = Fraction(1, 2)
 
@@ -231,8 +231,8 @@ class DiscreteSmoothing:
       ``nn.Linear`` on bits, it is read from the noisy symbol codes (k-mer table lookups) or from the
       flipped bits (the clean output plus the flipped columns) instead of from encoded inputs
       (:mod:`~probe.certify.symbol_layer`), after a check against the model on the clean inputs and
-      on noisy copies; the noise stream is the same, so the counts are those of the plain path up to
-      float rounding of the scores.
+      on noisy copies; both paths draw the same noise, so the counts are those of the plain path
+      (``fast=False``) up to float rounding of the scores.
     * ``early_stop=True``: :meth:`certify` stops sampling an input once no outcome of its remaining
       samples can change its label or radius. The label and radius are functions of the final count
       :math:`n_A` alone, monotone in it; after k of n samples with :math:`c` of class A the final count
@@ -412,7 +412,20 @@ class DiscreteSmoothing:
                                   samples=samples)
 
     def outcome(self, n_a: int, positions: int, enc: SymbolEncoding) -> int:
-        """-1 where n_a of n samples abstains, else the certified radius (monotone in n_a)."""
+        """What :meth:`certify` reports for a final count ``n_a`` of the top class among n samples.
+
+        Parameters
+        ----------
+        n_a : int
+        positions : int
+            Mutable positions of the input.
+        enc : SymbolEncoding
+
+        Returns
+        -------
+        int
+            -1 where the procedure abstains, else the certified radius; non-decreasing in ``n_a``.
+        """
         p = float(clopper_pearson_lower(int(n_a), int(self.n), float(self.alpha)))
         return self._radius(p, positions, enc) if p > 0.5 else -1
 
@@ -591,7 +604,8 @@ class SubstitutionSmoothing(DiscreteSmoothing):
     fast : bool, default True
         Read a leading ``nn.Conv1d`` (one-hot) or ``nn.Linear`` (bits) from the noisy symbol codes or the
         flipped bits, where the model has one and the check against the model passes; the same noise
-        and the same counts up to float rounding (see :class:`DiscreteSmoothing`).
+        and the same counts up to float rounding (see :class:`DiscreteSmoothing`). On a CPU the bit
+        flips are drawn as the gaps between them (:func:`flip_positions`), on either path.
     early_stop : bool, default False
         Stop sampling an input once its label and radius can no longer change: the same labels and
         radii as the full run, fewer samples (see :class:`DiscreteSmoothing`).
