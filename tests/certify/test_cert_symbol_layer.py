@@ -252,3 +252,18 @@ def test_thresholds_are_where_the_outcome_steps():
     outcome = [smooth.outcome(k, 8, enc) for k in range(301)]
     assert outcome == sorted(outcome) and outcome[-1] == len(steps) - 1 >= 1
     assert steps == [min(k for k in range(301) if outcome[k] >= level) for level in range(len(steps))]
+
+
+def test_fast_sampling_loop_does_not_wait_per_batch(device):
+    from probe.testing import count_host_syncs
+
+    _, _, x = _dna(3, 30, seed=5)
+    model, x = _cnn().to(device), x.to(device)
+    counts = {}
+    for n in (1000, 4000):  # 6 and 24 batches of 500 noisy copies, plus the n0 = 100 selection samples
+        smoothing = SubstitutionSmoothing(model, keep=0.9, n0=100, n=n, batch_size=500)
+        smoothing.certify(x)
+        with count_host_syncs(device) as counter:
+            smoothing.certify(x)
+        counts[n] = counter.count
+    assert counts[1000] == counts[4000], counts
