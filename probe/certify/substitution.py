@@ -570,12 +570,19 @@ def substitute(codes: torch.Tensor, mutable: torch.Tensor, keep: float, alphabet
     -------
     torch.Tensor of int64, shape (B, P)
     """
-    u = torch.rand(codes.shape, generator=generator, device=codes.device)
+    return _substitute_with(torch.rand(codes.shape, generator=generator, device=codes.device), codes, mutable, keep,
+                            alphabet)
+
+
+def _substitute_with(u: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, keep: float,
+                     alphabet: int) -> torch.Tensor:
     others = alphabet - 1
-    moved = codes + ((u - keep) * (others / (1 - keep))).long().clamp_(0, others - 1) + 1
-    moved -= alphabet * (moved >= alphabet)             # (codes + shift) mod K + 1, without a division
-    change = (u >= keep) & mutable
-    return torch.where(change, moved, codes)
+    # in float, in place: floor((u - alpha) K / (1 - alpha)) is <= -1 exactly where u < alpha, so after the
+    # clamp to [-1, K - 1] and + 1 it is 0 (keep) or the shift; then (code + shift) mod (K + 1) by a subtraction
+    t = (u - keep).mul_(others / (1 - keep)).floor_().clamp_(-1, others - 1).add_(1)
+    t.mul_(mutable).add_(codes)
+    t.sub_((t >= alphabet).to(t.dtype).mul_(alphabet))
+    return t.long()
 
 
 class SubstitutionSmoothing(DiscreteSmoothing):

@@ -11,7 +11,7 @@ import probe
 from probe.certify import RandomizedAblation, SubstitutionSmoothing
 from probe.certify.hamming import SymbolEncoding, symbol_encoding
 from probe.certify.smoothing import clopper_pearson_lower
-from probe.certify.substitution import encode_batch, flip_mask, flip_positions, substitute
+from probe.certify.substitution import _substitute_with, encode_batch, flip_mask, flip_positions, substitute
 from probe.certify.symbol_layer import (
     CodeConv1d,
     FlipLinear,
@@ -127,6 +127,25 @@ def test_flips_drawn_as_gaps_have_the_law_of_one_uniform_per_position(per_draw):
     assert float((both - 0.15 ** 2).abs().max()) < 0.006
     count = mask[:20_000].sum(1)
     assert abs(float(count.var()) - 40 * 0.15 * 0.85) < 0.3                      # binomial spread
+
+
+@pytest.mark.parametrize("alphabet, keep", [(4, 0.9), (4, 0.8), (2, 0.95), (20, 0.7), (3, 0.5)])
+def test_substitution_is_the_one_uniform_rule_on_every_boundary(alphabet, keep):
+    # u < keep keeps, else the symbol moves by 1 + floor((u - keep) K / (1 - keep)) mod K + 1, checked on every
+    # float32 value rand() can return near keep and near each shift boundary, and on random ones
+    others = alphabet - 1
+    grid = torch.arange(2 ** 24, dtype=torch.float64).div_(2 ** 24).float()
+    near = torch.zeros_like(grid, dtype=torch.bool)
+    for j in range(others + 1):
+        edge = keep + j * (1 - keep) / others
+        near |= (grid - edge).abs() < 2 ** -14
+    u = torch.cat([grid[near], torch.rand(200_000, generator=torch.Generator().manual_seed(0))])
+    for code in range(alphabet):
+        codes = torch.full(u.shape, code, dtype=torch.long)
+        mutable = torch.rand(u.shape, generator=torch.Generator().manual_seed(code)) < 0.9
+        shift = ((u - keep) * (others / (1 - keep))).long().clamp(0, others - 1) + 1
+        want = torch.where((u >= keep) & mutable, (codes + shift) % alphabet, codes)
+        assert torch.equal(_substitute_with(u, codes, mutable, keep, alphabet), want)
 
 
 def test_plans_are_made_only_for_plain_first_layers():
