@@ -28,19 +28,21 @@ the clean output plus a signed sum of the flipped columns, which ``embedding_bag
 ``per_sample_weights`` computes in one call (about a tenth of the dense product at a flip rate of
 10 %).
 
-After the first layer. The lookups come out channels-last, (B, L, C); the max pools (stride equal
-to the kernel), ReLUs and a global max pool that follow run there, before the one copy to
-(B, C, L). In the rest of the chain activations run in place (each intermediate of a sequential
-chain is read only by the next module), a ReLU before a max pool runs after it
-(:math:`\max_i \mathrm{relu}(h_i) = \mathrm{relu}(\max_i h_i)`: relu is monotone), and a global max is
-a halving by element-wise maxima; every other module runs as it is. On a CPU the rewritten model
-runs in slices of the batch whose first-layer output stays in cache.
+After the first layer. The lookups come out channels-last, (B, L, C); the max pools (stride equal to
+the kernel), ReLUs, convolutions (as a Conv2d on (B, C, 1, L) in the channels-last memory format)
+and a global max pool that follow run there, before the one copy to (B, C, L). In the rest of the
+chain activations run in place (each intermediate of a sequential chain is read only by the next
+module), a ReLU before a max pool runs after it (:math:`\max_i \mathrm{relu}(h_i) =
+\mathrm{relu}(\max_i h_i)`: relu is monotone), and a global max is a halving by element-wise maxima;
+every other module runs as it is. On a CPU the rewritten model runs in slices of the batch whose
+first-layer output stays in cache.
 
-These are rewrites of the same function: the values agree up to the order of the float additions
-in the first layer. A plan is made only where the first layer is a plain ``nn.Conv1d`` (zero
-padding, one group) on one-hot input along axis 1, or a plain ``nn.Linear`` on the (flattened)
-bits, at the head of an ``nn.Sequential`` without hooks, and it is checked against the model itself
-on the clean inputs and on noisy ones each time it is made (:func:`first_layer_plan`).
+These are rewrites of the same function: the values agree up to float rounding (the first layer's
+additions in another order, convolutions by another kernel). A plan is made only where the first
+layer is a plain ``nn.Conv1d`` (zero padding, one group) on one-hot input along axis 1, or a plain
+``nn.Linear`` on the (flattened) bits, at the head of an ``nn.Sequential`` without hooks, and it is
+checked against the model itself on the clean inputs and on noisy ones each time it is made
+(:func:`first_layer_plan`).
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ __all__ = ["CodeConv1d", "FlipLinear", "first_layer_plan"]
 
 #: elements of all k-mer tables of one convolution together (they should stay in cache)
 _TABLE_ELEMENTS = 1 << 18
-#: elements of a first-layer output evaluated at once (about 1 MiB of float32)
-_CACHE_ELEMENTS = 1 << 18
+#: elements of a first-layer output evaluated at once on a CPU (4 MiB of float32; measured on small_cnn)
+_CACHE_ELEMENTS = 1 << 20
 _TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
@@ -101,13 +103,17 @@ class CodeConv1d:
     def __init__(self, conv: nn.Conv1d, rest: nn.Module, length: int):
         w = conv.weight.detach()
         c_out, a, k = w.shape
-        # the lookups come out channels-last (B, L, C): the max pools, ReLUs and global max that follow run
-        # there, before the one transposing copy
+        # the lookups come out channels-last (B, L, C): the max pools, ReLUs, convolutions and global max
+        # that follow run there, before the one transposing copy
         self.rest, self.on_lookups = rest, []
         if isinstance(rest, _Lean):
             steps = list(rest.steps)
-            while steps and _channels_last_op(steps[0]) is not None:
-                self.on_lookups.append(_channels_last_op(steps.pop(0)))
+            while steps:
+                op = _channels_last_op(steps[0])
+                if op is None:
+                    break
+                self.on_lookups.append(op)
+                steps.pop(0)
             self.rest = _Lean([], steps=steps)
         self.pool = self.on_lookups[0][1] if self.on_lookups and self.on_lookups[0][0] == "pool" else 1
         self.stride, self.dilation = conv.stride[0], conv.dilation[0]
@@ -135,7 +141,7 @@ class CodeConv1d:
         span = (self.out_len - 1) * self.stride + (self.chunks * m - 1) * self.dilation + 1
         self.right = span - self.left - length
         self.length = length
-        # rows per call of the rest of the model: a first-layer output that stays in cache
+        # rows per call of the rest of the model on a CPU: a first-layer output that stays in cache
         self.rows_per_call = max(16, _CACHE_ELEMENTS // (self.out_len * c_out))
 
     def kmer_codes(self, codes: torch.Tensor) -> torch.Tensor:
@@ -162,7 +168,10 @@ class CodeConv1d:
         torch.add(reads, self.table_offset, out=idx)
         out = F.embedding_bag(idx.view(-1, self.chunks), self.table, mode="sum").view(b, self.out_len, -1)
         for op, k in self.on_lookups:
-            if op == "pool":                                # a max of k strided views
+            if op == "conv":                                # (B, C, 1, L) channels-last: no copy in or out
+                y = F.conv2d(out.transpose(1, 2).unsqueeze(2), *k)
+                out = y.squeeze(2).transpose(1, 2)
+            elif op == "pool":                              # a max of k strided views
                 n_out = out.shape[1] // k
                 pooled = out[:, 0:n_out * k:k]
                 for i in range(1, k):
@@ -228,8 +237,15 @@ def _single(v: object) -> int:
     return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
 
 
-def _channels_last_op(step: object) -> tuple[str, int] | None:
-    """("pool", k), ("relu", 0) or ("max", 0) where ``step`` of a :class:`_Lean` chain can run channels-last."""
+def _channels_last_op(step: object) -> tuple[str, object] | None:
+    """("pool", k), ("relu", 0), ("max", 0) or ("conv", conv2d arguments) where ``step`` of a :class:`_Lean`
+    chain can run on channels-last (B, L, C) values; a Conv1d runs as a Conv2d on (B, C, 1, L) in the
+    channels-last memory format, which reads and writes that layout as it is."""
+    if type(step) is nn.Conv1d and _no_hooks(step) and step.padding_mode == "zeros":
+        w = step.weight.detach()[:, :, None, :].contiguous(memory_format=torch.channels_last)
+        pad = step.padding if isinstance(step.padding, str) else (0, step.padding[0])
+        bias = None if step.bias is None else step.bias.detach()
+        return "conv", (w, bias, (1, step.stride[0]), pad, (1, step.dilation[0]), step.groups)
     if step is torch.relu_:
         return "relu", 0
     if step is _global_max:

@@ -73,6 +73,25 @@ def test_the_rest_of_the_model_keeps_its_values(pool, on_lookups):
     assert torch.equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.parametrize("second", [dict(kernel_size=5, padding=2), dict(kernel_size=3, stride=2),
+                                    dict(kernel_size=3, dilation=2, padding="same"), dict(kernel_size=4, groups=2),
+                                    dict(kernel_size=3, padding=1, bias=False)])
+def test_convolutions_after_the_lookups_run_channels_last(second):
+    torch.manual_seed(2)
+    trunk = [nn.Conv1d(4, 8, 7, padding=3), nn.ReLU(), nn.MaxPool1d(2), nn.Conv1d(8, 6, **second), nn.ReLU(),
+             nn.Conv1d(6, 4, 3), nn.Flatten()]
+    width = nn.Sequential(*trunk)(torch.zeros(1, 4, 37)).shape[1]
+    model = nn.Sequential(*trunk, nn.Linear(width, 3)).eval()
+    enc, codes, x = _dna(1500, 37, seed=3)
+    plan = first_layer_plan(model, enc, x[:3], codes[:3], torch.ones_like(codes[:3], dtype=torch.bool), _noise())
+    assert isinstance(plan, CodeConv1d) and [op for op, _ in plan.on_lookups] == ["pool", "relu", "conv", "relu",
+                                                                                   "conv"]
+    with torch.inference_mode():
+        want, got = model(x), plan(codes)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
 def test_max_by_halving_is_the_max():
     g = torch.Generator().manual_seed(0)
     for length in range(1, 70):
