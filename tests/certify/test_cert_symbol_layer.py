@@ -305,3 +305,14 @@ def test_fast_sampling_loop_does_not_wait_per_batch(device):
             smoothing.certify(x)
         counts[n] = counter.count
     assert counts[1000] == counts[4000], counts
+
+
+def test_fast_path_leaves_model_and_inputs_as_they_were():
+    _, _, x = _dna(3, 30, seed=6)
+    model = _cnn().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x0 = x.clone()
+    SubstitutionSmoothing(model, keep=0.9, n0=50, n=500, batch_size=300).certify(x)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(x, x0)
