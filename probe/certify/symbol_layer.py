@@ -125,17 +125,18 @@ class CodeConv1d:
             m += 1
         self.width, self.chunks = m, math.ceil(k / m)
         # kernel padded with zero offsets to chunks * m, and a zero symbol row
-        wp = torch.zeros(c_out, self.base, self.chunks * m, dtype=torch.float64, device=w.device)
-        wp[:, :a, :k] = w.double()
+        # the tables are summed in float64 on the host (not every device has float64), then rounded once
+        wp = torch.zeros(c_out, self.base, self.chunks * m, dtype=torch.float64)
+        wp[:, :a, :k] = w.cpu().double()
         tables = []
         for q in range(self.chunks):
-            t = torch.zeros(1, c_out, dtype=torch.float64, device=w.device)
+            t = torch.zeros(1, c_out, dtype=torch.float64)
             for i in range(m):                             # first offset is the most significant digit
                 t = (t[:, None, :] + wp[:, :, q * m + i].T[None, :, :]).reshape(-1, c_out)
             tables.append(t)
         if conv.bias is not None:
-            tables[0] = tables[0] + conv.bias.detach().double()
-        self.table = torch.cat(tables).to(w.dtype)         # (chunks * base**m, C)
+            tables[0] = tables[0] + conv.bias.detach().cpu().double()
+        self.table = torch.cat(tables).to(device=w.device, dtype=w.dtype)         # (chunks * base**m, C)
         self.table_offset = torch.arange(self.chunks, dtype=torch.int32, device=w.device) * self.base ** m
         # the padded sequence must hold every read: offsets up to chunks * m - 1
         span = (self.out_len - 1) * self.stride + (self.chunks * m - 1) * self.dilation + 1
