@@ -100,7 +100,7 @@ class CodeConv1d:
     Calling it on codes (B, L) of int64 (-1: unknown, a zero column) returns the model's scores.
     """
 
-    def __init__(self, conv: nn.Conv1d, rest: nn.Module, length: int):
+    def __init__(self, conv: nn.Conv1d, rest: object, length: int):
         w = conv.weight.detach()
         c_out, a, k = w.shape
         # the lookups come out channels-last (B, L, C): the max pools, ReLUs, convolutions and global max
@@ -207,7 +207,7 @@ class FlipLinear:
     and the input index of each row (B,) returns the model's scores.
     """
 
-    def __init__(self, linear: nn.Linear, rest: nn.Module, x: torch.Tensor):
+    def __init__(self, linear: nn.Linear, rest: object, x: torch.Tensor):
         self.rest = rest
         w = linear.weight.detach()
         self.columns = w.T.contiguous()                    # (F, H): one row per input feature
