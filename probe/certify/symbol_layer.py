@@ -316,7 +316,7 @@ class _Lean:
         return h
 
 
-def _split(model: object) -> tuple[nn.Module, nn.Module, list[nn.Module]] | None:
+def _split(model: object) -> tuple[nn.Module, object, list[nn.Module]] | None:
     """(first layer, rest, leading flatten modules) of a plain ``nn.Sequential`` (or a bare layer), or None."""
     if type(model) in (nn.Conv1d, nn.Linear):
         return (model, _Lean([]), []) if _no_hooks(model) else None
