@@ -16,9 +16,11 @@ Speed
     and on fingerprint bits, against the same plain loop with the substitution noise: one input at a
     time, ``x.repeat``, the noise drawn with ``rand`` + ``randint`` and one-hot encoded with
     ``F.one_hot``, predictions counted element by element; and against that loop counting with
-    ``np.bincount``. Target >= 3x certifications per second.
+    ``np.bincount``. Target >= 3x certifications per second. probe's columns: the default (the first
+    layer read from symbol codes or bit flips), with exact early termination, and with the plain
+    forward pass (``fast=False``); all three must give the same labels and radii.
 
-Run: ``python benchmarks/certify.py [--device cuda] [--quick]``.
+Run: ``python benchmarks/certify.py [--device cuda] [--quick] [--only substitution [--early-stop]]``.
 """
 
 from __future__ import annotations
@@ -224,23 +226,50 @@ class PlainSubstitutionLoop:
         return self.model(x)
 
 
+def best_times(fns: dict, device: torch.device, repeats: int) -> tuple[dict, dict]:
+    """The shortest wall time of each of ``fns`` over ``repeats`` rounds that call them in turn (on a shared
+    machine every variant then meets the same load), and the last results."""
+    best, out = {k: float("inf") for k in fns}, {}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t, out[k] = best_time(fn, device, 1)
+            best[k] = min(best[k], t)
+    return best, out
+
+
 def substitution_speed(model: nn.Module, x: torch.Tensor, k: int, n: int, batch: int, keep: float, alphabet: int,
                        device: torch.device, repeats: int = 3) -> dict:
     model = model.to(device).eval()
     x = x.to(device)
     space = probe.OneHot() if x.dim() == 3 else probe.Bits()
-    ours = SubstitutionSmoothing(model, keep=keep, space=space, n0=100, n=n, alpha=0.001, batch_size=batch)
+    kw = dict(keep=keep, space=space, n0=100, n=n, alpha=0.001, batch_size=batch)
+    ours = {"fast": SubstitutionSmoothing(model, **kw), "early": SubstitutionSmoothing(model, early_stop=True, **kw),
+            "plain": SubstitutionSmoothing(model, fast=False, **kw)}
     loops = {c: PlainSubstitutionLoop(model, k, keep, alphabet, device, count=c) for c in ("loop", "bincount")}
-    ours.certify(x[:1])
+    for s in ours.values():
+        s.certify(x[:1])
     loops["loop"].certify(x[0], 100, batch, 0.001, batch)
-    t_ours, cert = best_time(lambda: ours.certify(x), device, repeats)
-    t_loop, ref = best_time(lambda: [loops["loop"].certify(x[i], 100, n, 0.001, batch)[1] for i in range(len(x))],
-                            device, repeats)
-    t_bin, _ = best_time(lambda: [loops["bincount"].certify(x[i], 100, n, 0.001, batch) for i in range(len(x))],
-                         device, repeats)
-    return {"ours_per_s": len(x) / t_ours, "loop_per_s": len(x) / t_loop, "bin_per_s": len(x) / t_bin,
-            "ratio": t_loop / t_ours, "ratio_bin": t_bin / t_ours,
+    fns = {name: (lambda s=s: s.certify(x)) for name, s in ours.items()}
+    for c, loop in loops.items():
+        fns[c] = lambda loop=loop: [loop.certify(x[i], 100, n, 0.001, batch)[1] for i in range(len(x))]
+    t, out = best_times(fns, device, repeats)
+    cert, ref = out["fast"], out["loop"]
+    same = all(torch.equal(out[v].label, cert.label) and torch.equal(out[v].radius, cert.radius)
+               for v in ("early", "plain"))
+    return {"ours_per_s": len(x) / t["fast"], "early_per_s": len(x) / t["early"], "plain_per_s": len(x) / t["plain"],
+            "loop_per_s": len(x) / t["loop"], "bin_per_s": len(x) / t["bincount"],
+            "ratio": t["loop"] / t["fast"], "ratio_bin": t["bincount"] / t["fast"],
+            "ratio_early": t["loop"] / t["early"], "ratio_plain": t["loop"] / t["plain"], "same": same,
             "mean_radius_ours": float(cert.radius.double().mean()), "mean_radius_ref": float(np.mean(ref))}
+
+
+def early_stop_share(model: nn.Module, x: torch.Tensor, n: int, keep: float, device: torch.device) -> dict:
+    """How much of the n samples exact early termination evaluates (one run)."""
+    space = probe.OneHot() if x.dim() == 3 else probe.Bits()
+    cert = SubstitutionSmoothing(model.to(device).eval(), keep=keep, space=space, n0=100, n=n, batch_size=1000,
+                                 early_stop=True).certify(x.to(device))
+    return {"share": float(cert.samples.double().mean()) / n, "stopped": int((cert.samples < n).sum()),
+            "inputs": len(x), "radii": sorted(set(cert.radius.tolist())), "abstain": int((cert.label < 0).sum())}
 
 
 def main() -> None:
@@ -250,13 +279,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--only", choices=["all", "substitution"], default="all",
                         help="'substitution': the substitution-smoothing speed table alone")
+    parser.add_argument("--repeats", type=int, default=3, help="with --only substitution: timing rounds (best of)")
+    parser.add_argument("--early-stop", action="store_true",
+                        help="with --only substitution: also how much early termination saves at n and 10 n")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     q = args.quick
 
     if args.only == "substitution":
-        substitution_table(q, device, 2_000 if q else 10_000)
+        substitution_table(q, device, 2_000 if q else 10_000, early=args.early_stop, repeats=args.repeats)
         return
     crown = tightness_crown(nets=2 if q else 5, inputs=5 if q else 10)
     sdp = tightness_lipsdp(nets=2 if q else 5)
@@ -294,7 +326,7 @@ def main() -> None:
     substitution_table(q, device, n)
 
 
-def substitution_table(q: bool, device: torch.device, n: int) -> None:
+def substitution_table(q: bool, device: torch.device, n: int, early: bool = False, repeats: int = 3) -> None:
     from domains.dna import datasets
     from domains.dna.models import small_cnn
 
@@ -305,19 +337,33 @@ def substitution_table(q: bool, device: torch.device, n: int) -> None:
     torch.manual_seed(0)
     tiny = nn.Sequential(nn.Conv1d(4, 4, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool1d(1), nn.Flatten(),
                          nn.Linear(4, 2))
-    sub = {
-        "DNA CNN 60 bp (small_cnn, 16 channels)": substitution_speed(small_cnn(3, channels=16).eval(), dna, 3, n, 1000,
-                                                                     0.9, 4, device),
-        "tiny DNA CNN 60 bp (4 channels, kernel 5)": substitution_speed(tiny, dna, 2, n, 1000, 0.9, 4, device),
-        "fingerprint MLP 2048-128-2 (bits)": substitution_speed(bits_mlp, fingerprints, 2, n, 1000, 0.9, 2, device),
+    models = {
+        "DNA CNN 60 bp (small_cnn, 16 channels)": (small_cnn(3, channels=16).eval(), dna, 3, 4),
+        "tiny DNA CNN 60 bp (4 channels, kernel 5)": (tiny, dna, 2, 4),
+        "fingerprint MLP 2048-128-2 (bits)": (bits_mlp, fingerprints, 2, 2),
     }
-    print(f"\n## Substitution smoothing certification, keep 0.9, n0=100, n={n}, batch 1000, device {device}")
+    sub = {name: substitution_speed(m, x, k, n, 1000, 0.9, a, device, repeats)
+           for name, (m, x, k, a) in models.items()}
+    print(f"\n## Substitution smoothing certification, keep 0.9, n0=100, n={n}, batch 1000, device {device}, "
+          f"best of {repeats} rounds")
     print("| model | probe (cert/s) | plain loop (cert/s) | ratio | plain loop, np.bincount (cert/s) | ratio | "
+          "probe, early stop (cert/s) | ratio | probe, plain forward (cert/s) | ratio | same labels and radii | "
           "mean radius probe / loop |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in sub.items():
         print(f"| {name} | {r['ours_per_s']:.2f} | {r['loop_per_s']:.2f} | {r['ratio']:.2f}x | {r['bin_per_s']:.2f} | "
-              f"{r['ratio_bin']:.2f}x | {r['mean_radius_ours']:.2f} / {r['mean_radius_ref']:.2f} |")
+              f"{r['ratio_bin']:.2f}x | {r['early_per_s']:.2f} | {r['ratio_early']:.2f}x | {r['plain_per_s']:.2f} | "
+              f"{r['ratio_plain']:.2f}x | {'yes' if r['same'] else 'NO'} | "
+              f"{r['mean_radius_ours']:.2f} / {r['mean_radius_ref']:.2f} |")
+    if early:
+        print("\n## Exact early termination: share of the n samples evaluated (keep 0.9, n0=100, batch 1000)")
+        print("| model | n | samples evaluated | inputs stopped early | radii | abstentions |")
+        print("|---|---|---|---|---|---|")
+        for name, (m, x, _, _) in models.items():
+            for size in (n, 10 * n):
+                r = early_stop_share(m, x, size, 0.9, device)
+                print(f"| {name} | {size:,} | {100 * r['share']:.1f} % | {r['stopped']} of {r['inputs']} | "
+                      f"{r['radii']} | {r['abstain']} |")
 
 
 if __name__ == "__main__":

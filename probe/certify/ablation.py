@@ -95,7 +95,7 @@ class RandomizedAblation(DiscreteSmoothing):
         Positions kept per sample, k (at most the number of mutable positions).
     space : OneHot, default OneHot()
         Masked positions are always kept and may not change.
-    n0, n, alpha, batch_size, device, seed
+    n0, n, alpha, batch_size, device, seed, fast, early_stop
         As in :class:`~probe.certify.SubstitutionSmoothing`.
     """
 
@@ -103,9 +103,9 @@ class RandomizedAblation(DiscreteSmoothing):
 
     def __init__(self, model: object, *, kept: int, space: Space | None = None, n0: int = 100, n: int = 100_000,
                  alpha: float = 0.001, batch_size: int = 10_000, device: str | torch.device | None = None,
-                 seed: int = 0):
+                 seed: int = 0, fast: bool = True, early_stop: bool = False):
         super().__init__(model, space=space, n0=n0, n=n, alpha=alpha, batch_size=batch_size, device=device,
-                         seed=seed)
+                         seed=seed, fast=fast, early_stop=early_stop)
         self.kept = kept
 
     def __repr__(self) -> str:

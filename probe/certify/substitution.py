@@ -50,7 +50,7 @@ from .hamming import SymbolEncoding, symbol_encoding
 from .smoothing import clopper_pearson_lower
 
 __all__ = ["substitution_threshold", "substitution_radius", "substitution_regions", "SubstitutionSmoothing",
-           "HammingCertificate", "DiscreteSmoothing", "substitute"]
+           "HammingCertificate", "DiscreteSmoothing", "substitute", "flip_positions", "flip_mask"]
 
 _HALF = Fraction(1, 2)
 
@@ -208,12 +208,15 @@ class HammingCertificate(Certificate):
     p_lower : torch.Tensor, shape (N,)
         Clopper–Pearson lower bound on the top-class probability.
     counts : torch.Tensor of int64, shape (N, C)
-        Class counts over the n certification samples.
+        Class counts over the certification samples evaluated (all n, unless stopped early).
+    samples : torch.Tensor of int64, shape (N,)
+        Certification samples evaluated per input: n, or fewer where ``early_stop`` settled the outcome.
     """
 
     label: torch.Tensor | None = None
     p_lower: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
 
 
 class DiscreteSmoothing:
@@ -221,13 +224,31 @@ class DiscreteSmoothing:
 
     Subclasses implement ``_noise(codes, mutable, generator) -> codes`` (one noisy copy per row) and
     ``_radius(p_lower, positions) -> int``; they store their own hyperparameters.
+
+    Two ways to spend less on the same certificate, both exact:
+
+    * ``fast=True``: where the model's first layer is a plain ``nn.Conv1d`` on one-hot input or an
+      ``nn.Linear`` on bits, it is read from the noisy symbol codes (k-mer table lookups) or from the
+      flipped bits (the clean output plus the flipped columns) instead of from encoded inputs
+      (:mod:`~probe.certify.symbol_layer`), after a check against the model on the clean inputs and
+      on noisy copies; both paths draw the same noise, so the counts are those of the plain path
+      (``fast=False``) up to float rounding of the scores.
+    * ``early_stop=True``: :meth:`certify` stops sampling an input once no outcome of its remaining
+      samples can change its label or radius. The label and radius are functions of the final count
+      :math:`n_A` alone, monotone in it; after k of n samples with :math:`c` of class A the final count
+      lies in :math:`[c, c + n - k]`, and where the outcome at both ends is the same it is the outcome
+      of the full run. The noise of the skipped samples is still drawn (not evaluated), so every other
+      input sees the stream of the full run and the labels and radii are those of the full run, bit for
+      bit. ``counts`` then holds the samples evaluated (``samples``) and ``p_lower`` is the
+      Clopper–Pearson bound with the unseen samples counted as misses, :math:`B^{-1}(\\alpha; c, n - c + 1)`,
+      a valid lower bound that certifies the same radius. It reads the counts on the host once per batch.
     """
 
     method = ""
 
     def __init__(self, model: object, *, space: Space | None = None, n0: int = 100, n: int = 100_000,
                  alpha: float = 0.001, batch_size: int = 10_000, device: str | torch.device | None = None,
-                 seed: int = 0):
+                 seed: int = 0, fast: bool = True, early_stop: bool = False):
         self.model = model
         self.space = space
         self.n0 = n0
@@ -236,6 +257,8 @@ class DiscreteSmoothing:
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
+        self.fast = fast
+        self.early_stop = early_stop
 
     def _noise(self, codes: torch.Tensor, mutable: torch.Tensor, enc: SymbolEncoding,
                generator: torch.Generator) -> torch.Tensor:
@@ -261,17 +284,39 @@ class DiscreteSmoothing:
         mutable = enc.mutable(space, x) & (codes >= 0)   # an unknown position stays unknown
         return dev, x, enc, codes, mutable
 
-    def _counts(self, m: object, x: torch.Tensor, enc: SymbolEncoding, codes: torch.Tensor, mutable: torch.Tensor,
-                n: int, generator: torch.Generator) -> torch.Tensor:
-        """Class counts (N, C) of the model on n noisy copies of every input, batch after batch of one stream."""
+    def _plan(self, m: object, x: torch.Tensor, enc: SymbolEncoding, codes: torch.Tensor,
+              mutable: torch.Tensor) -> object:
+        """The model with its first layer on symbol codes or flips (checked), or None for the plain path."""
+        if not self.fast:
+            return None
+        from .symbol_layer import first_layer_plan
+
+        return first_layer_plan(m, enc, x, codes, mutable, lambda c, mut, g: self._noise(c, mut, enc, g))
+
+    def _counts(self, m: object, plan: object, x: torch.Tensor, enc: SymbolEncoding, codes: torch.Tensor,
+                mutable: torch.Tensor, n: int, generator: torch.Generator, stop: _Stop | None = None
+                ) -> torch.Tensor:
+        """Class counts (N, C) of the model on n noisy copies of every input, batch after batch of one stream.
+
+        With ``stop``, an input whose outcome is settled is no longer evaluated (its noise is still drawn).
+        """
         total = len(x) * n
         step = int(self.batch_size)
         out = None
         for start in range(0, total, step):
-            stop = min(start + step, total)
-            rows = torch.arange(start, stop, device=x.device) // n
-            first, last = start // n, (stop - 1) // n
-            y = forward(m, self._batch(x, codes, mutable, rows, first, last, enc, generator), check=False)
+            end = min(start + step, total)
+            first, last = start // n, (end - 1) // n
+            if stop is not None and stop.done_from(first):
+                break
+            rows = torch.arange(start, end, device=x.device) // n
+            sample = self._draw(x, codes, mutable, rows, first, last, enc, generator)
+            single = first if first == last else None
+            if stop is not None and not stop.all_active(first, last):
+                keep = stop.active_rows(start, end, n)
+                if keep is None:
+                    continue                                  # drawn for the stream, nothing to evaluate
+                sample, rows, single = sample[keep], rows[keep], None
+            y = self._scores(m, plan, x, enc, sample, rows, single)
             if y.dim() == 1:
                 y = y[:, None]
             if out is None:
@@ -279,21 +324,40 @@ class DiscreteSmoothing:
             k = out.shape[1]
             pred = y.argmax(1) if y.shape[1] > 1 else (y[:, 0] > 0).long()
             out.view(-1).index_add_(0, rows * k + pred, torch.ones_like(pred))
+            if stop is not None:
+                stop.update(out, first, last, start, end, n)
+        if out is None:   # pragma: no cover - every input settled before its first batch cannot happen
+            raise AssertionError("no batch was evaluated")
         return out
 
-    def _batch(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
-               last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
-        """One batch of noisy inputs for the inputs ``rows``; a batch of one input broadcasts it, no gather."""
+    def _draw(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
+              last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
+        """The noise of one batch for the inputs ``rows``: noisy codes (B, P), or for bits the flips, as a mask
+        (B, P) or as flipped features (B, M) padded with -1 (:func:`flip_mask`); a batch of one input
+        broadcasts it, no gather."""
         b = len(rows)
         if first == last:
             c, mut = codes[first].expand(b, -1), mutable[first].expand(b, -1)
         else:
             c, mut = codes[rows], mutable[rows]
         noisy = self._noise(c, mut, enc, generator)
-        like = None
+        return noisy != c if enc.kind == "bits" else noisy
+
+    def _scores(self, m: object, plan: object, x: torch.Tensor, enc: SymbolEncoding, sample: torch.Tensor,
+                rows: torch.Tensor, single: int | None) -> torch.Tensor:
+        """The model's scores on one batch drawn by :meth:`_draw` (``single``: every row is that input)."""
+        b = len(sample)
         if enc.kind == "bits":
-            like = x[first].expand((b,) + tuple(x.shape[1:])) if first == last else x[rows]
-        return encode_batch(enc, noisy, x.dtype, like)
+            if plan is not None:
+                return plan(sample, rows)
+            flat = x.reshape(len(x), -1)
+            xb = flat[single].expand(b, -1) if single is not None else flat[rows]
+            inp = torch.where(flip_mask(sample, flat.shape[1]), 1 - xb, xb).reshape((b,) + tuple(x.shape[1:]))
+        else:
+            if plan is not None:
+                return plan(sample)
+            inp = encode_batch(enc, sample, x.dtype)
+        return forward(m, inp, check=False)
 
     def _generator(self, dev: torch.device) -> torch.Generator:
         return torch.Generator(device=dev).manual_seed(int(self.seed))
@@ -310,7 +374,8 @@ class DiscreteSmoothing:
 
         dev, x, enc, codes, mutable = self._prepare(X)
         with model_hygiene(self.model, dev) as m, torch.inference_mode():
-            counts = self._counts(m, x, enc, codes, mutable, int(self.n), self._generator(dev))
+            plan = self._plan(m, x, enc, codes, mutable)
+            counts = self._counts(m, plan, x, enc, codes, mutable, int(self.n), self._generator(dev))
         return top_class_or_abstain(counts, self.alpha)
 
     def certify(self, X: object) -> HammingCertificate:
@@ -320,22 +385,102 @@ class DiscreteSmoothing:
         Returns
         -------
         HammingCertificate
-            ``label`` (-1 on abstention), ``radius`` (int64), ``p_lower``, ``counts``, ``confidence = 1 - alpha``.
+            ``label`` (-1 on abstention), ``radius`` (int64), ``p_lower``, ``counts``, ``samples``,
+            ``confidence = 1 - alpha``.
         """
         dev, x, enc, codes, mutable = self._prepare(X)
         g = self._generator(dev)
-        with model_hygiene(self.model, dev) as m, torch.inference_mode():
-            guess = self._counts(m, x, enc, codes, mutable, int(self.n0), g).argmax(1)
-            counts = self._counts(m, x, enc, codes, mutable, int(self.n), g)
-        n_a = counts.gather(1, guess[:, None]).squeeze(1)
-        p = clopper_pearson_lower(n_a.cpu().numpy(), int(self.n), float(self.alpha))
+        n = int(self.n)
         positions = mutable.sum(1).tolist()
+        with model_hygiene(self.model, dev) as m, torch.inference_mode():
+            plan = self._plan(m, x, enc, codes, mutable)
+            guess = self._counts(m, plan, x, enc, codes, mutable, int(self.n0), g).argmax(1)
+            stop = None
+            if self.early_stop:
+                steps = {q: self._thresholds(q, enc) for q in set(positions)}
+                stop = _Stop(guess, [steps[q] for q in positions], n)
+            counts = self._counts(m, plan, x, enc, codes, mutable, n, g, stop)
+        n_a = counts.gather(1, guess[:, None]).squeeze(1)
+        p = clopper_pearson_lower(n_a.cpu().numpy(), n, float(self.alpha))
         radius = [self._radius(float(pi), int(q), enc) if pi > 0.5 else 0 for pi, q in zip(p, positions)]
         ok = torch.as_tensor(p > 0.5, device=dev)
+        samples = torch.as_tensor(stop.drawn if stop is not None else [n] * len(x), dtype=torch.long, device=dev)
         return HammingCertificate(lower=None, upper=None, radius=torch.tensor(radius, dtype=torch.long, device=dev),
                                   method=self.method, confidence=1 - float(self.alpha),
                                   label=torch.where(ok, guess, torch.full_like(guess, -1)),
-                                  p_lower=torch.as_tensor(np.asarray(p), dtype=x.dtype, device=dev), counts=counts)
+                                  p_lower=torch.as_tensor(np.asarray(p), dtype=x.dtype, device=dev), counts=counts,
+                                  samples=samples)
+
+    def outcome(self, n_a: int, positions: int, enc: SymbolEncoding) -> int:
+        """What :meth:`certify` reports for a final count ``n_a`` of the top class among n samples.
+
+        Parameters
+        ----------
+        n_a : int
+        positions : int
+            Mutable positions of the input.
+        enc : SymbolEncoding
+
+        Returns
+        -------
+        int
+            -1 where the procedure abstains, else the certified radius; non-decreasing in ``n_a``.
+        """
+        p = float(clopper_pearson_lower(int(n_a), int(self.n), float(self.alpha)))
+        return self._radius(p, positions, enc) if p > 0.5 else -1
+
+    def _thresholds(self, positions: int, enc: SymbolEncoding) -> list[int]:
+        """The counts t_0 < t_1 < ... at which :meth:`outcome` steps up (t_r: least n_a with outcome >= r)."""
+        n = int(self.n)
+        top = self.outcome(n, positions, enc)
+        out = []
+        for level in range(0, top + 1):
+            lo, hi = 0, n                                       # outcome(hi) >= level
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.outcome(mid, positions, enc) >= level:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            out.append(lo)
+        return out
+
+
+class _Stop:
+    """Book-keeping of exact early termination: which inputs are settled, how many samples each had."""
+
+    def __init__(self, guess: torch.Tensor, thresholds: list[list[int]], n: int):
+        self.guess = guess
+        self.thresholds = thresholds
+        self.n = n
+        self.done = [False] * len(guess)
+        self.drawn = [0] * len(guess)
+
+    def done_from(self, first: int) -> bool:
+        return all(self.done[first:])
+
+    def all_active(self, first: int, last: int) -> bool:
+        return not any(self.done[first:last + 1])
+
+    def active_rows(self, start: int, end: int, n: int) -> torch.Tensor | None:
+        """Batch-local indices of the rows of inputs still sampled (None where there are none)."""
+        spans = [(max(start, j * n) - start, min(end, (j + 1) * n) - start)
+                 for j in range(start // n, (end - 1) // n + 1) if not self.done[j]]
+        if not spans:
+            return None
+        dev = self.guess.device
+        return torch.cat([torch.arange(a, b, device=dev) for a, b in spans])
+
+    def update(self, counts: torch.Tensor, first: int, last: int, start: int, end: int, n: int) -> None:
+        """After a batch: settle every input whose final count can no longer cross a threshold."""
+        live = [j for j in range(first, last + 1) if not self.done[j]]
+        for j in live:
+            self.drawn[j] += min(end, (j + 1) * n) - max(start, j * n)
+        idx = torch.tensor(live, device=counts.device)
+        c_a = counts[idx].gather(1, self.guess[idx, None]).squeeze(1).tolist()
+        for j, c in zip(live, c_a):
+            rest = self.n - self.drawn[j]
+            self.done[j] = rest == 0 or not any(c < t <= c + rest for t in self.thresholds[j])
 
 
 def encode_batch(enc: SymbolEncoding, codes: torch.Tensor, dtype: torch.dtype, like: torch.Tensor | None = None
@@ -355,6 +500,54 @@ def encode_batch(enc: SymbolEncoding, codes: torch.Tensor, dtype: torch.dtype, l
         out.scatter_(1, codes.clamp(min=0)[:, None, :], known[:, None, :].to(dtype))
         return out.view((len(codes),) + tuple(enc.shape))
     return enc.encode(codes, dtype)
+
+
+def flip_positions(free: torch.Tensor, rate: float, generator: torch.Generator | None = None, *,
+                   per_draw: int | None = None) -> torch.Tensor:
+    r"""Where independent flips of probability ``rate`` fall among ``free`` positions, drawn as the gaps.
+
+    The gaps of a Bernoulli process are geometric, :math:`G = \lfloor \log U / \log(1 - q) \rfloor`,
+    :math:`P(G \ge k) = (1 - q)^k`, so the flips are :math:`\sum_{i \le j} (G_i + 1) - 1` below ``free``:
+    the law of one uniform per position, with about ``rate`` times the draws. M gaps per row cover the
+    mean and 6 standard deviations of the flip count; the rare row they do not cover gets more.
+
+    Parameters
+    ----------
+    free : torch.Tensor of int64, shape (B,)
+        Positions per row.
+    rate : float
+        Flip probability q, in (0, 1).
+    generator : torch.Generator, optional
+    per_draw : int, optional
+        Gaps drawn per row at a time (default: the mean flip count plus 6 standard deviations, plus 8).
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (B, M)
+        Increasing flip positions per row, padded with -1.
+    """
+    top = int(free.max()) if len(free) else 0
+    m = per_draw or max(1, math.ceil(rate * top + 6 * math.sqrt(top * rate * (1 - rate)) + 8))
+    scale = 1 / math.log1p(-rate)
+    last = torch.full((len(free),), -1, dtype=torch.long, device=free.device)
+    parts = []
+    while True:
+        u = torch.rand((len(free), m), generator=generator, device=free.device, dtype=torch.float64)
+        gaps = (torch.log(u) * scale).clamp_(max=float(top + 1)).long()      # u = 0: no further flip
+        pos = last[:, None] + (gaps + 1).cumsum(1)
+        last = pos[:, -1]
+        parts.append(torch.where(pos < free[:, None], pos, -1))
+        if not bool((last < free).any()):
+            return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+
+def flip_mask(flips: torch.Tensor, features: int) -> torch.Tensor:
+    """Flips as a mask (B, features): ``flips`` is a mask already, or flipped features (B, M) padded with -1."""
+    if flips.dtype == torch.bool:
+        return flips
+    mask = torch.zeros(len(flips), features + 1, dtype=torch.bool, device=flips.device)
+    mask.scatter_(1, torch.where(flips >= 0, flips, features), True)               # padding lands in a spare column
+    return mask[:, :features]
 
 
 def substitute(codes: torch.Tensor, mutable: torch.Tensor, keep: float, alphabet: int,
@@ -377,11 +570,19 @@ def substitute(codes: torch.Tensor, mutable: torch.Tensor, keep: float, alphabet
     -------
     torch.Tensor of int64, shape (B, P)
     """
-    u = torch.rand(codes.shape, generator=generator, device=codes.device)
+    return _substitute_with(torch.rand(codes.shape, generator=generator, device=codes.device), codes, mutable, keep,
+                            alphabet)
+
+
+def _substitute_with(u: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, keep: float,
+                     alphabet: int) -> torch.Tensor:
     others = alphabet - 1
-    shift = ((u - keep) * (others / (1 - keep))).long().clamp_(0, others - 1) + 1
-    change = (u >= keep) & mutable
-    return torch.where(change, (codes + shift) % alphabet, codes)
+    # in float, in place: floor((u - alpha) K / (1 - alpha)) is <= -1 exactly where u < alpha, so after the
+    # clamp to [-1, K - 1] and + 1 it is 0 (keep) or the shift; then (code + shift) mod (K + 1) by a subtraction
+    t = (u - keep).mul_(others / (1 - keep)).floor_().clamp_(-1, others - 1).add_(1)
+    t.mul_(mutable).add_(codes)
+    t.sub_((t >= alphabet).to(t.dtype).mul_(alphabet))
+    return t.long()
 
 
 class SubstitutionSmoothing(DiscreteSmoothing):
@@ -407,6 +608,14 @@ class SubstitutionSmoothing(DiscreteSmoothing):
         Noisy copies per model call; the copies of all inputs form one stream.
     device : str or torch.device, optional
     seed : int, default 0
+    fast : bool, default True
+        Read a leading ``nn.Conv1d`` (one-hot) or ``nn.Linear`` (bits) from the noisy symbol codes or the
+        flipped bits, where the model has one and the check against the model passes; the same noise
+        and the same counts up to float rounding (see :class:`DiscreteSmoothing`). On a CPU the bit
+        flips are drawn as the gaps between them (:func:`flip_positions`), on either path.
+    early_stop : bool, default False
+        Stop sampling an input once its label and radius can no longer change: the same labels and
+        radii as the full run, fewer samples (see :class:`DiscreteSmoothing`).
 
     Examples
     --------
@@ -418,9 +627,9 @@ class SubstitutionSmoothing(DiscreteSmoothing):
 
     def __init__(self, model: object, *, keep: float, space: Space | None = None, n0: int = 100, n: int = 100_000,
                  alpha: float = 0.001, batch_size: int = 10_000, device: str | torch.device | None = None,
-                 seed: int = 0):
+                 seed: int = 0, fast: bool = True, early_stop: bool = False):
         super().__init__(model, space=space, n0=n0, n=n, alpha=alpha, batch_size=batch_size, device=device,
-                         seed=seed)
+                         seed=seed, fast=fast, early_stop=early_stop)
         self.keep = keep
 
     def __repr__(self) -> str:
@@ -433,17 +642,24 @@ class SubstitutionSmoothing(DiscreteSmoothing):
                generator: torch.Generator) -> torch.Tensor:
         return substitute(codes, mutable, float(self.keep), enc.alphabet, generator)
 
-    def _batch(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
-               last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
+    def _draw(self, x: torch.Tensor, codes: torch.Tensor, mutable: torch.Tensor, rows: torch.Tensor, first: int,
+              last: int, enc: SymbolEncoding, generator: torch.Generator) -> torch.Tensor:
         if enc.kind != "bits":
-            return super()._batch(x, codes, mutable, rows, first, last, enc, generator)
-        # bits: flip in place of the values, with no symbol codes (the same law as substitute() for K = 2)
-        b = len(rows)
-        flat = x.reshape(len(x), -1)
-        xb = flat[first].expand(b, -1) if first == last else flat[rows]
-        mut = mutable[first].expand(b, -1) if first == last else mutable[rows]
-        u = torch.rand(xb.shape, generator=generator, device=x.device)
-        return torch.where((u >= float(self.keep)) & mut, 1 - xb, xb).reshape((b,) + tuple(x.shape[1:]))
+            return super()._draw(x, codes, mutable, rows, first, last, enc, generator)
+        mut = mutable[first:last + 1]
+        if x.device.type != "cpu":   # one uniform per feature: no host read per batch
+            mut = mut[0].expand(len(rows), -1) if first == last else mutable[rows]
+            u = torch.rand(mut.shape, generator=generator, device=x.device)
+            return (u >= float(self.keep)) & mut
+        # on a CPU only the flips are drawn, as gaps of a Bernoulli process (the same law, ~1/10 the draws)
+        local = rows - first
+        free = mut.sum(1)[local]
+        pos = flip_positions(free, 1 - float(self.keep), generator)
+        if bool(mut.all()):
+            return pos
+        order = torch.argsort((~mut).to(torch.int8), dim=1, stable=True)     # mutable features first, in order
+        cols = order[local[:, None], pos.clamp(min=0)]
+        return torch.where(pos >= 0, cols, pos)
 
     def _radius(self, p_lower: float, positions: int, enc: SymbolEncoding) -> int:
         return substitution_radius(p_lower, keep=self.keep, alphabet=enc.alphabet, max_radius=positions)
