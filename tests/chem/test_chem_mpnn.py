@@ -196,26 +196,33 @@ def test_cli_probes_a_chemprop_model_file(logp_mpnn, tmp_path, monkeypatch):
     assert set(first["removed_by_filters"]) >= {"valid", "similarity", "alerts"}
 
 
-def test_load_a_lightning_checkpoint(tmp_path):
-    """A checkpoint written by a Lightning Trainer, as chemprop's own training writes them."""
+def _lightning_round_trip(net, path):
+    """Train ``net`` one epoch in a Lightning Trainer on SMALL's Crippen logP, save a checkpoint, load it back."""
     import lightning.pytorch as pl
-    from chemprop import data, models, nn
+    from chemprop import data
 
     from domains.chem.mpnn import load_mpnn, mpnn_predict
 
     points = [data.MoleculeDatapoint.from_smi(s, [Crippen.MolLogP(Chem.MolFromSmiles(s))]) for s in SMALL]
     loader = data.build_dataloader(data.MoleculeDataset(points), batch_size=4, num_workers=0, seed=0)
-    net = models.MPNN(nn.BondMessagePassing(d_h=16), nn.MeanAggregation(), nn.RegressionFFN(input_dim=16,
-                                                                                             hidden_dim=16))
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's notes on the missing validation loader and workers
         trainer.fit(net, loader)
-    path = tmp_path / "best.ckpt"
     trainer.save_checkpoint(path)
     loaded = load_mpnn(path)
     np.testing.assert_allclose(mpnn_predict(loaded, SMALL), mpnn_predict(net.eval(), SMALL), atol=1e-6)
+    return loaded
+
+
+def test_load_a_lightning_checkpoint(tmp_path):
+    """A checkpoint written by a Lightning Trainer, as chemprop's own training writes them."""
+    from chemprop import models, nn
+
+    net = models.MPNN(nn.BondMessagePassing(d_h=16), nn.MeanAggregation(), nn.RegressionFFN(input_dim=16,
+                                                                                             hidden_dim=16))
+    _lightning_round_trip(net, tmp_path / "best.ckpt")
 
 
 # --- the atom-wise readout: the network's own exact decomposition ---------------------------------------------
@@ -421,25 +428,14 @@ def test_hidden_gradient_x_input_is_the_ffns_first_order_term(logp_mpnn):
 
 def test_atomwise_network_trains_and_checkpoints_with_lightning(tmp_path):
     """A plain chemprop MPNN: chemprop's own Lightning loop trains it and its checkpoint loads back exact."""
-    import lightning.pytorch as pl
-    from chemprop import data, models, nn
+    from chemprop import models, nn
 
     from domains.chem.atomwise import AtomwiseAggregation
-    from domains.chem.mpnn import load_mpnn, mpnn_atom_weights, mpnn_predict, readout_bias
+    from domains.chem.mpnn import mpnn_atom_weights, readout_bias
 
-    points = [data.MoleculeDatapoint.from_smi(s, [Crippen.MolLogP(Chem.MolFromSmiles(s))]) for s in SMALL]
-    loader = data.build_dataloader(data.MoleculeDataset(points), batch_size=4, num_workers=0, seed=0)
     agg = AtomwiseAggregation(input_dim=16, hidden_dim=16, n_layers=1)
     net = models.MPNN(nn.BondMessagePassing(d_h=16), agg, nn.RegressionFFN(input_dim=agg.output_dim, n_layers=0))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Lightning's notes on the missing validation loader and workers
-        trainer.fit(net, loader)
-    path = tmp_path / "atomwise.ckpt"
-    trainer.save_checkpoint(path)
-    loaded = load_mpnn(path)
+    loaded = _lightning_round_trip(net, tmp_path / "atomwise.ckpt")
     assert isinstance(loaded.agg, AtomwiseAggregation)
-    np.testing.assert_allclose(mpnn_predict(loaded, SMALL), mpnn_predict(net.eval(), SMALL), atol=1e-6)
     maps = mpnn_atom_weights(loaded, SMALL, method="readout")
     np.testing.assert_allclose([w.sum() + readout_bias(loaded)[0] for w in maps.weights], maps.prediction, atol=1e-5)
