@@ -6,7 +6,6 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from domains.epi import cori, cori_mean_bounds, datasets
 from domains.epi.bounds import ReportingError
@@ -24,12 +23,7 @@ def _epiestim_example1() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def epi_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("epi")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["epi", "--quick", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["epi", "--quick", "--out", str(out)]) == 0  # one torch thread (conftest)
     return out, json.loads((out / "summary.json").read_text())
 
 
