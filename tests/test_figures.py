@@ -218,7 +218,6 @@ def test_result_plots_pass_the_checker(kind):
 
 
 def test_a_long_dna_window_is_zoomed_to_readable_letters_beside_an_overview():
-    pytest.importorskip("logomaker")
     import pandas as pd
     import torch
 

@@ -44,8 +44,7 @@ def test_a_named_index_becomes_a_column():
 
 
 def test_parquet_beside_the_csv(tmp_path):
-    pytest.importorskip("pyarrow")
-    assert parquet_available()
+    assert parquet_available(), "pyarrow (in the test extra) is not installed"
     df = pd.DataFrame({"name": ["a", "b", "c"], "value": [1.25, np.nan, 3.0],
                        "change": [0.5, "search failed", None]})  # one column mixing numbers and text
     paths = write_table(tmp_path, "t", df)
