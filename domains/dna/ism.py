@@ -8,6 +8,7 @@ from probe import ProbeError
 from probe.devices import model_hygiene, resolve_device
 from probe.graph import select_output
 from probe.models import forward
+from probe.progress import enabled
 
 from .io import Sequences, as_sequences, one_hot
 from .window_ism import window_table
@@ -177,7 +178,7 @@ def saturation_mutagenesis(model: object, X: object, *, target: int | None = Non
         chunks = list(zip(range(0, len(edits), batch_size), spans))
         # no host sync inside this loop: which sequences a batch touches was read once above, and the
         # outputs are checked for NaN/inf once, on the whole table, below
-        for c, (lo, _) in tqdm(chunks, desc="ISM", disable=progress is False if progress is not None else None,
+        for c, (lo, _) in tqdm(chunks, desc="ISM", disable=not enabled(progress),
                                leave=False):
             seq, base, pos = edits[c:c + batch_size].unbind(1)
             y = _call(m, _mutants(X, seq, base, pos), seqs, lo, check=False)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from probe import ProbeError
+from probe.progress import enabled
 
 __all__ = ["WindowStore", "run_chunks", "fingerprint"]
 
@@ -201,7 +202,7 @@ def run_chunks(task: Callable[[int, int], dict[str, np.ndarray]], coords: pd.Dat
             parts[lo] = values
 
     bar = tqdm(total=n, initial=n - sum(hi - lo for lo, hi in todo), desc=desc, unit="window", unit_scale=True,
-               disable=progress is False if progress is not None else None, smoothing=0.1)
+               disable=not enabled(progress), smoothing=0.1)
     try:
         if client is None:
             for lo, hi in todo:

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from probe import ProbeError
 from probe.graph import GraphNode, ModelGraph, capture
+from probe.progress import enabled
 
 __all__ = ["WindowISM", "Unsupported", "window_table", "auto_batch_size"]
 
@@ -1029,7 +1030,7 @@ def _window_table(model, X, edits, y0, plain, batch_size, output, reduce, dtype,
     y_ref = torch.empty(n, k, device=X.device, dtype=table.dtype)
     first = True
     done = 0
-    bar = tqdm(total=len(edits), desc="ISM", disable=progress is False if progress is not None else None,
+    bar = tqdm(total=len(edits), desc="ISM", disable=not enabled(progress),
                leave=False)
     for g0 in range(0, n, group):
         g1 = min(n, g0 + group)

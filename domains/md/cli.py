@@ -102,7 +102,7 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
     matplotlib.use("Agg")
     import numpy as np
 
-    from probe.progress import Steps, enabled
+    from probe.progress import Steps
     from probe.style import save, style
     from probe.tables import write_table
 
@@ -131,7 +131,6 @@ def _run_single_threaded(args: argparse.Namespace) -> dict:
         "fit_steps": 15 if args.quick else 60,
         "n_initial": 3 if args.quick else 4,
         "device": args.device,
-        "progress": enabled(),  # the loop's bar follows the command's progress setting
     }
     calibration = None if args.calibration == "none" else args.calibration
     triggers = {"energy-rate": energy_rate_trigger(args.tolerance, calibration=calibration),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ProbeError
+from ..progress import enabled
 from .oracle import Oracle, label_batch
 from .store import Label, LabelStore
 from .triggers import Trigger
@@ -181,7 +182,7 @@ class ActiveLoop:
             self.learner.fit(labels)
         triggers: list[Trigger] | None = None
         rows, events = [], []
-        bar = tqdm(range(self.steps), desc="active learning", disable=None if progress is None else not progress)
+        bar = tqdm(range(self.steps), desc="active learning", disable=not enabled(progress))
         for step in bar:
             cands = list(self.explorer.step())
             if triggers is None:

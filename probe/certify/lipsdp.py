@@ -67,6 +67,7 @@ from torch import nn
 
 from ..devices import blas_threads
 from ..errors import ProbeError
+from ..progress import enabled
 from .graph import Graph
 from .lipschitz import LipschitzBound, register_lipschitz_method
 
@@ -401,7 +402,7 @@ def _solve_ipm(lmi: _LMI, variant: str, gap_tol: float, progress: bool | None, m
     mu0 = 1.0 / np.trace(V[:n0, :n0])
     it = _Iterate(rho, lam, S, Ls, mu0 * V, mu0 / lam, _inv_chol(mu0 * V))
     bar = tqdm(total=max(1, math.ceil(-math.log10(gap_tol))), desc="LipSDP",
-               disable=None if progress is None else not progress, leave=False)
+               disable=not enabled(progress), leave=False)
     gap, history = math.inf, []
     try:
         for _ in range(max_iter):

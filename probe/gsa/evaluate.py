@@ -13,6 +13,7 @@ import torch
 
 from ..devices import batches, model_hygiene, resolve_device
 from ..errors import ProbeError
+from ..progress import enabled
 
 __all__ = ["evaluate", "evaluate_with_gradients"]
 
@@ -41,7 +42,7 @@ def _bar(n: int, batch_size: int | None, progress: bool | None, desc: str) -> ob
     from tqdm.auto import tqdm
 
     return tqdm(list(batches(n, batch_size)), desc=desc, leave=False,
-                disable=None if progress is None else not progress)
+                disable=not enabled(progress))
 
 
 def _check_finite(y: np.ndarray, X: np.ndarray) -> np.ndarray:
