@@ -170,18 +170,20 @@ def _demo(args: argparse.Namespace) -> dict:
 
 def _tables(out: object, xs: torch.Tensor, margins: dict, eps: torch.Tensor, curve: object, minimal: object) -> None:
     """``margins.csv`` (one row per point probed) and ``robustness_curve.csv`` (one row per budget)."""
+    import pandas as pd
+
     from .tables import write_table
 
     rows = {"point": range(len(xs)), "x1": xs[:, 0].tolist(), "x2": xs[:, 1].tolist()}
     for norm, r in margins.items():
         rows[f"margin_{norm}"] = r.distance.tolist()
         rows[f"found_{norm}"] = r.success.tolist()
-    write_table(out, "margins", [dict(zip(rows, v)) for v in zip(*rows.values())])
+    write_table(out, "margins", pd.DataFrame(rows))
     table = {"eps_linf": eps.tolist(), "robust_accuracy_pgd": curve.empirical.tolist(),
              "robust_accuracy_minimal_search": minimal.empirical.tolist()}
     if curve.certified is not None:
         table["certified_accuracy"] = curve.certified.tolist()
-    write_table(out, "robustness_curve", [dict(zip(table, v)) for v in zip(*table.values())])
+    write_table(out, "robustness_curve", pd.DataFrame(table))
 
 
 CORE_COMMAND = Command(name="core", help="margins and robustness curve of a small classifier trained here",
