@@ -207,6 +207,8 @@ def _finite(d: dict) -> dict:
 
 
 def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer, unit: str | None = None) -> dict:
+    from probe.style import save
+
     from .counterfactuals import counterfactuals
 
     cfs: dict = {}
@@ -219,8 +221,6 @@ def _counterfactuals(model, mols, idx, names, args, out: Path, crit, featurizer,
             continue
         write_table(out, f"counterfactuals_{k}", cf.table)
         if len(cf):
-            from probe.style import save
-
             save(cf.figure(top=8, unit=unit, title=f"{names[k]}: nearest molecules that {_goal(args, unit)}"),
                  out / f"counterfactuals_{k}.png")
         cfs[names[k]] = {"candidates": cf.candidates, "removed_by_filters": cf.removed, "found": len(cf),
@@ -234,13 +234,12 @@ def _probe_mpnn(net, mols, idx, args, out: Path, summary: dict) -> None:
     import numpy as np
 
     from .mpnn import mpnn_atom_weights
+    from .tables import atom_weight_table
 
     maps = mpnn_atom_weights(net, [mols.mols[i] for i in idx], method="integrated_gradients")
     maps = type(maps)(maps.weights, maps.prediction, maps.mols, tuple(mols.names[i] for i in idx), maps.method,
                       maps.queries, maps.bond_weights)
     summary["atom_maps"] = _atom_figure([("chemprop", maps)], out, "atom_maps.png")
-    from .tables import atom_weight_table
-
     write_table(out, "atom_weights", atom_weight_table(maps))
     summary["molecules"] = [{"name": maps.names[k], "smiles": mols.smiles[i], "prediction": float(maps.prediction[k]),
                              "top_atoms": [int(a) for a in np.argsort(-np.abs(maps.weights[k]))[:3]],
